@@ -1,0 +1,5 @@
+import sys
+
+from antireg.cli import main
+
+sys.exit(main())

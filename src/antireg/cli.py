@@ -1,0 +1,98 @@
+"""The ``antireg`` command.
+
+Errors a user can fix (config, data, paths) print one message and exit with
+status 2, without a traceback and without writing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from antireg.data import DataError
+from antireg.experiments.config import ConfigError, load_config, packaged_configs
+from antireg.experiments.sweep import SweepError, run_sweep
+
+DEFAULT_CONFIG = "diabetes_reg"
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"fraction must be in (0, 1], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="antireg", description="Anti-Regularization and its relatives: sweeps and tables.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a sweep from a YAML config and aggregate its results")
+    run.add_argument("--config", default=DEFAULT_CONFIG,
+                     help=f"YAML file or packaged config name (default {DEFAULT_CONFIG}; see `antireg configs`)")
+    run.add_argument("--only_seed", type=int, action="append", metavar="SEED", help="run only this seed (repeatable)")
+    run.add_argument("--only_fraction", type=_fraction, action="append", metavar="F", help="only this training fraction (repeatable)")
+    run.add_argument("--only_optimizer", choices=["sgd", "adam"], action="append", help="only this optimizer (repeatable)")
+    run.add_argument("--add_baseline_zero", action="store_true", help="add the λ = 0 ERM baseline runs (needed for ρ)")
+    run.add_argument("--output-dir", type=Path, default=Path("."), help="where experiments/ and results/ go (default .)")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="data folder (default $ANTIREG_DATA_DIR, else data/raw)")
+    run.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    sub.add_parser("configs", help="list the packaged configs")
+    return parser
+
+
+def _print_summary(summary, console: Console) -> None:
+    metric = "test_rmse" if "test_rmse_mean" in summary else "test_accuracy"
+    table = Table(title=f"{summary['experiment'].iloc[0]}: {metric} (mean ± 95% CI over seeds, λ₀ chosen on validation)")
+    for col in ("method", "ablation", "opt", "fraction", "n", "λ₀", metric, "ρ", "r_clip", "r_proj", "diverged"):
+        table.add_column(col, justify="left" if col in ("method", "ablation", "opt") else "right")
+    for _, r in summary.iterrows():
+        table.add_row(
+            r["method"], r["ablation"], r["optimizer"], f"{r['fraction']:g}", str(r["n_train"]), f"{r['lambda0']:g}",
+            f"{r[metric + '_mean']:.4g} ± {r[metric + '_ci95']:.2g}", f"{r['rho_mean']:.3f}",
+            f"{r['r_clip_mean']:.3f}", f"{r['r_proj_mean']:.3f}", f"{r['n_diverged']}/{r['n_seeds']}",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.add_baseline_zero:
+        cfg = cfg.model_copy(update={"add_baseline_zero": True})
+    result = run_sweep(
+        cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
+        jobs=args.jobs, progress=not args.quiet,
+    )  # fmt: skip
+    if not args.quiet:
+        console = Console(width=None if sys.stdout.isatty() else 150)
+        _print_summary(result.summary, console)
+        console.print(f"{result.n_run} runs trained, {result.n_skipped} already finished. "
+                      f"Results: {result.runs_csv} and {result.summary_csv}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "configs":
+            print("\n".join(packaged_configs()))
+            return 0
+        return _run(args)
+    except (ConfigError, DataError) as exc:
+        print(f"antireg: error: {exc}", file=sys.stderr)
+        return 2
+    except SweepError as exc:
+        print(f"antireg: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("antireg: interrupted; finished runs are saved, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Data sets and the train/validation/test protocol.
+
+>>> ds = load_dataset("diabetes")
+>>> split = make_split(ds, seed=0, fraction=0.2)
+
+File-based data sets are read from a data directory (``data_dir`` argument,
+else ``$ANTIREG_DATA_DIR``, else ``data/raw``) laid out as::
+
+    concrete/Concrete_Data.xls
+    airfoil/airfoil_self_noise.dat
+    mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
+    cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch}
+
+Files are verified by checksum; ``download=True`` fetches missing ones over
+HTTPS from the official sources. ``verify=False`` skips the checksums.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .dataset import Dataset, Task
+from .files import DataError, FileSpec, default_data_dir
+from .images import CIFAR_BATCHES, MNIST_FILES, load_cifar10, load_digits, load_mnist, load_mnist_t10k
+from .split import Split, make_split, n_train_for
+from .tabular import AIRFOIL, CONCRETE, load_airfoil, load_concrete, load_diabetes, make_synthetic
+
+__all__ = [
+    "DATASETS", "DataError", "Dataset", "DatasetInfo", "Split", "default_data_dir",
+    "load_dataset", "make_split", "make_synthetic", "n_train_for",
+]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Registry entry: the task, the files read (empty for bundled or generated data), the loader."""
+
+    task: Task
+    files: tuple[FileSpec, ...]
+    loader: Callable[..., Dataset]
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "concrete": DatasetInfo("regression", (CONCRETE,), load_concrete, "UCI Concrete, 1030 x 8"),
+    "airfoil": DatasetInfo("regression", (AIRFOIL,), load_airfoil, "UCI Airfoil Self-Noise, 1503 x 5"),
+    "diabetes": DatasetInfo("regression", (), load_diabetes, "sklearn diabetes, 442 x 10 (bundled)"),
+    "synthetic": DatasetInfo("regression", (), make_synthetic, "linear-Gaussian; options n, d, noise, seed"),
+    "digits": DatasetInfo("classification", (), load_digits, "sklearn digits, 1797 x 1 x 8 x 8 (bundled)"),
+    "mnist": DatasetInfo("classification", MNIST_FILES["train"] + MNIST_FILES["t10k"], load_mnist,
+                         "MNIST train + test pooled, 70000 x 1 x 28 x 28"),
+    "mnist_t10k": DatasetInfo("classification", MNIST_FILES["t10k"], load_mnist_t10k,
+                              "MNIST official test images only, 10000 x 1 x 28 x 28"),
+    "cifar10": DatasetInfo("classification", CIFAR_BATCHES, load_cifar10,
+                           "CIFAR-10 train + test pooled, 60000 x 3 x 32 x 32"),
+}
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = False,
+                 **options: Any) -> Dataset:
+    """Load a registered data set by name.
+
+    Args:
+        name: one of ``DATASETS``.
+        data_dir: folder holding the files; default :func:`default_data_dir`.
+            Ignored by bundled and generated data sets.
+        download: fetch missing files from the official source (HTTPS only).
+        options: passed to the loader: ``verify=False`` for file-based data sets;
+            ``n``, ``d``, ``noise``, ``seed`` for "synthetic".
+
+    Raises:
+        DataError: unknown name, or a file missing, corrupt or unreadable.
+    """
+    info = DATASETS.get(name)
+    if info is None:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    accepted = set(inspect.signature(info.loader).parameters) - {"data_dir", "download"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise DataError(f"data set {name!r} does not take option(s) {', '.join(unknown)}; "
+                        f"it takes: {', '.join(sorted(accepted)) or 'none'}")
+    if not info.files:
+        return info.loader(**options)
+    return info.loader(Path(data_dir) if data_dir is not None else default_data_dir(),
+                       download=download, **options)

@@ -1,0 +1,103 @@
+"""Aggregate run directories into paper-style tables.
+
+``results/<experiment>.csv`` has one row per run; ``<experiment>_summary.csv``
+has, per method × ablation × optimizer × fraction, the hyperparameters chosen on
+validation (mean over seeds) and mean ± 95% CI over seeds of every metric.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from antireg.experiments.grid import RunSpec
+from antireg.experiments.runner import is_done, read_metrics
+
+GROUP = ["method", "ablation", "optimizer", "fraction"]
+HYPER = ["lambda0", "alpha"]
+SUMMARY_METRICS = [
+    "test_rmse", "test_mae", "test_r2", "val_rmse", "rho", "r_clip", "r_proj",
+    "df_per_n", "lambda_n", "wall_s",
+]  # fmt: skip
+
+
+def collect(specs: list[RunSpec], experiments_dir: str | Path) -> pd.DataFrame:
+    """One row per finished run of ``specs``, with ρ against its condition's baseline."""
+    experiments_dir = Path(experiments_dir)
+    dirs = [experiments_dir / s.run_id for s in specs]
+    rows = [read_metrics(d) for d in dirs if is_done(d)]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["rho"] = _rho(df, experiments_dir)
+    return df
+
+
+def _rho(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
+    """ρ = ‖f(X_test)‖ / ‖f_base(X_test)‖ against the λ = 0 run of the same condition."""
+    base = df[df["method"] == "erm"].drop_duplicates("condition_id").set_index("condition_id")["run_id"]
+    norms: dict[str, float] = {}
+
+    def norm(run_id: str) -> float:
+        if run_id not in norms:
+            norms[run_id] = float(np.linalg.norm(np.load(experiments_dir / run_id / "outputs_test.npy")))
+        return norms[run_id]
+
+    def ratio(row: pd.Series) -> float:
+        ref = base.get(row["condition_id"])
+        return norm(row["run_id"]) / norm(ref) if ref is not None and norm(ref) > 0 else np.nan
+
+    return df.apply(ratio, axis=1)
+
+
+def _ci95(x: pd.Series) -> float:
+    x = x.dropna()
+    if len(x) < 2:
+        return np.nan
+    return float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def summarize(df: pd.DataFrame, select_by: str = "val_rmse", metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Per group, pick (λ₀, α) with the best mean ``select_by`` over seeds, then
+    report mean and 95% CI (Student t over seeds) of each metric for that pick."""
+    metrics = [m for m in metrics if m in df.columns]
+    rows = []
+    for key, group in df.groupby(GROUP, sort=True):
+        means = group.groupby(HYPER)[select_by].mean().fillna(np.inf)
+        lam0, alpha = means.idxmin()
+        chosen = group[(group["lambda0"] == lam0) & (group["alpha"] == alpha)]
+        row = dict(zip(GROUP, key))
+        row.update(
+            experiment=chosen["experiment"].iloc[0], dataset=chosen["dataset"].iloc[0],
+            n_train=int(chosen["n_train"].iloc[0]), lambda0=lam0, alpha=alpha,
+            n_seeds=len(chosen), n_diverged=int(chosen["diverged"].sum()),
+        )  # fmt: skip
+        for m in metrics:
+            row[f"{m}_mean"] = chosen[m].mean()
+            row[f"{m}_ci95"] = _ci95(chosen[m])
+        rows.append(row)
+    first = ["experiment", "dataset", *GROUP, "n_train", "lambda0", "alpha", "n_seeds", "n_diverged"]
+    out = pd.DataFrame(rows)
+    return out[first + [c for c in out.columns if c not in first]] if rows else out
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as fh:
+        frame.to_csv(fh, index=False)
+    os.replace(tmp, path)
+
+
+def write_results(df: pd.DataFrame, summary: pd.DataFrame, results_dir: str | Path, experiment: str) -> tuple[Path, Path]:
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs, summ = results_dir / f"{experiment}.csv", results_dir / f"{experiment}_summary.csv"
+    order = ["experiment", "dataset", "method", "ablation", "optimizer", "seed", "fraction", "n_train"]
+    _atomic_csv(df[order + [c for c in df.columns if c not in order]].sort_values(order[2:7]), runs)
+    _atomic_csv(summary, summ)
+    return runs, summ

@@ -1,0 +1,168 @@
+"""The experiment config: a YAML file validated by a strict pydantic schema.
+
+Unknown keys and wrong types are rejected with the key's path and the allowed
+values; YAML is read with ``yaml.safe_load`` only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ABLATIONS = ("none", "no_trust_region", "no_grad_clip", "l2", "constant_lambda")
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class ConfigError(Exception):
+    """A config problem a user can fix; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetCfg(_Strict):
+    name: str
+    options: dict[str, Any] = {}
+
+
+class SplitCfg(_Strict):
+    val_frac: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.15
+    test_frac: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.15
+
+    @model_validator(mode="after")
+    def _room_for_training(self) -> "SplitCfg":
+        if self.val_frac + self.test_frac >= 1.0:
+            raise ValueError("val_frac + test_frac must be < 1 to leave a training pool")
+        return self
+
+
+class ModelCfg(_Strict):
+    kind: Literal["linear", "mlp"] = "mlp"
+    width: Annotated[int, Field(ge=1)] = 64
+    depth: Annotated[int, Field(ge=1)] = 2
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+
+
+class OptimizerCfg(_Strict):
+    lr: Annotated[float, Field(gt=0.0)]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainingCfg(_Strict):
+    epochs: Annotated[int, Field(ge=1)] = 200
+    batch_size: Annotated[int, Field(ge=1)] | None = None
+
+
+class SafeguardsCfg(_Strict):
+    """``null`` switches a safeguard off for every run; the ablations switch one off per run."""
+
+    grad_clip: Annotated[float, Field(gt=0.0)] | None = 10.0
+    trust_radius: Annotated[float, Field(gt=0.0)] | None = None
+    trust_factor: Annotated[float, Field(gt=0.0)] | None = 1.0
+    spectral_eta: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 0.1
+
+
+class ARCfg(_Strict):
+    """λ(n) for AR is −|λ₀|·(n₀/n)^α (power_law); the ``l2`` ablation flips the sign."""
+
+    schedule: Literal["power_law", "constant", "dof_target"] = "power_law"
+    lambda0: list[Annotated[float, Field(gt=0.0)]] = [0.01]
+    alpha: list[Annotated[float, Field(ge=0.0)]] = [1.0]
+    n0: Annotated[int, Field(ge=1)] | None = None
+    center: Literal["zero", "init"] = "zero"
+    delta: Annotated[float, Field(gt=-1.0)] = 0.1
+    kappa: Annotated[float, Field(gt=0.0)] | None = None
+
+
+class ExperimentCfg(_Strict):
+    experiment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    dataset: DatasetCfg
+    split: SplitCfg = SplitCfg()
+    fractions: Annotated[list[Fraction], Field(min_length=1)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    model: ModelCfg = ModelCfg()
+    optimizers: Annotated[dict[Literal["sgd", "adam"], OptimizerCfg], Field(min_length=1)]
+    training: TrainingCfg = TrainingCfg()
+    ar: ARCfg = ARCfg()
+    safeguards: SafeguardsCfg = SafeguardsCfg()
+    ablations: Annotated[list[Literal[ABLATIONS]], Field(min_length=1)] = ["none"]  # type: ignore[valid-type]
+    add_baseline_zero: bool = True
+
+    @field_validator("fractions", "seeds", "ablations")
+    @classmethod
+    def _unique(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError(f"values must be unique, got {v}")
+        return v
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(ExperimentCfg, e["loc"][:-1])
+            known = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            msg = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
+            msg += f" (allowed: {', '.join(known)})" if known else ""
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped inside the package."""
+    return sorted(p.name[:-5] for p in resources.files("antireg.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(ref: str) -> Path:
+    """A path to a YAML file, or the name of a packaged config (``concrete_reg``)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    name = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    packaged = resources.files("antireg.configs") / f"{name}.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    close = difflib.get_close_matches(name, packaged_configs(), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(
+        f"config '{ref}' not found: not a file, and not a packaged config.{hint} "
+        f"Packaged configs: {', '.join(packaged_configs())}."
+    )
+
+
+def load_config(ref: str) -> ExperimentCfg:
+    """Read and validate a config given by path or packaged name."""
+    path = resolve_config_path(ref)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping of keys to values, got {type(raw).__name__}")
+    try:
+        return ExperimentCfg.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, str(path))) from None

@@ -1,0 +1,135 @@
+"""From a validated config to the grid of run specs.
+
+A :class:`RunSpec` is a small immutable value holding everything one run needs.
+Its id is a hash of its resolved content, so resume is "skip ids whose results
+exist" and any executor produces the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from antireg.experiments.config import (
+    ConfigError,
+    ExperimentCfg,
+    ModelCfg,
+    OptimizerCfg,
+    SplitCfg,
+    TrainingCfg,
+)
+
+
+class RunSpec(BaseModel):
+    """One training run, fully resolved. ``lambda0`` is signed (AR < 0 < L2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    experiment: str
+    dataset: str
+    dataset_options: dict[str, Any]
+    split: SplitCfg
+    seed: int
+    fraction: float
+    n_train: int
+    model: ModelCfg
+    optimizer: Literal["sgd", "adam"]
+    optim: OptimizerCfg
+    training: TrainingCfg
+    method: Literal["erm", "ar"]
+    ablation: str
+    schedule: Literal["zero", "power_law", "constant", "dof_target"]
+    lambda0: float
+    alpha: float
+    n0: int
+    center: Literal["zero", "init"]
+    delta: float
+    kappa: float | None
+    grad_clip: float | None
+    trust_radius: float | None
+    trust_factor: float | None
+    spectral_eta: float | None
+
+    def _digest(self, fields: set[str] | None = None) -> str:
+        blob = json.dumps(self.model_dump(mode="json", include=fields), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        """Readable prefix + hash of the whole resolved spec."""
+        return f"{self.method}-{self.ablation}-{self.optimizer}-f{self.fraction:g}-s{self.seed}-{self._digest()[:12]}"
+
+    @property
+    def condition_id(self) -> str:
+        """Runs with equal condition ids share data, split, n, init and optimizer:
+        the λ = 0 baseline of that condition is AR's reference for ρ."""
+        return self._digest(CONDITION_FIELDS)[:16]
+
+
+CONDITION_FIELDS = {
+    "dataset", "dataset_options", "split", "seed", "fraction", "n_train",
+    "model", "optimizer", "optim", "training",
+}  # fmt: skip
+
+
+def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
+    """The full grid: seeds × fractions × optimizers × (baseline, ablations × λ₀ × α)."""
+    from antireg.data import n_train_for
+
+    sizes = {f: n_train_for(n_total, f, cfg.split.val_frac, cfg.split.test_frac) for f in cfg.fractions}
+    n0 = cfg.ar.n0 or min(sizes.values())
+    if cfg.ar.schedule == "dof_target" and ({"l2", "constant_lambda"} & set(cfg.ablations)):
+        raise ConfigError("ablations 'l2' and 'constant_lambda' need ar.schedule power_law or constant, not dof_target")
+    if cfg.ar.schedule == "dof_target" and cfg.model.kind != "linear":
+        raise ConfigError("ar.schedule dof_target needs a spectrum: use model.kind 'linear' (MLPs get it from the NTK)")
+    sg = cfg.safeguards
+    specs: list[RunSpec] = []
+    for seed in cfg.seeds:
+        for fraction in cfg.fractions:
+            for opt_name, opt in cfg.optimizers.items():
+                common = dict(
+                    experiment=cfg.experiment, dataset=cfg.dataset.name, dataset_options=cfg.dataset.options,
+                    split=cfg.split, seed=seed, fraction=fraction, n_train=sizes[fraction], model=cfg.model,
+                    optimizer=opt_name, optim=opt, training=cfg.training, n0=n0, center=cfg.ar.center,
+                    delta=cfg.ar.delta, kappa=cfg.ar.kappa,
+                )  # fmt: skip
+                if cfg.add_baseline_zero:
+                    specs.append(RunSpec(
+                        **common, method="erm", ablation="none", schedule="zero", lambda0=0.0, alpha=0.0,
+                        grad_clip=None, trust_radius=None, trust_factor=None, spectral_eta=None,
+                    ))  # fmt: skip
+                for ablation in cfg.ablations:
+                    specs.extend(_ar_runs(cfg, common, ablation, sg))
+    return list({s.run_id: s for s in specs}.values())
+
+
+def _ar_runs(cfg: ExperimentCfg, common: dict, ablation: str, sg) -> list[RunSpec]:
+    schedule = "constant" if ablation == "constant_lambda" else cfg.ar.schedule
+    sign = 1.0 if ablation == "l2" else -1.0
+    lambdas = [0.0] if schedule == "dof_target" else cfg.ar.lambda0
+    alphas = [0.0] if schedule in ("constant", "dof_target") else cfg.ar.alpha
+    return [
+        RunSpec(
+            **common, method="ar", ablation=ablation, schedule=schedule, lambda0=sign * lam0, alpha=alpha,
+            grad_clip=None if ablation == "no_grad_clip" else sg.grad_clip,
+            trust_radius=None if ablation == "no_trust_region" else sg.trust_radius,
+            trust_factor=None if ablation == "no_trust_region" else sg.trust_factor,
+            spectral_eta=sg.spectral_eta,
+        )  # fmt: skip
+        for lam0 in lambdas
+        for alpha in alphas
+    ]
+
+
+def select(specs: list[RunSpec], seeds=None, fractions=None, optimizers=None) -> list[RunSpec]:
+    """The ``--only_*`` filters; ``None`` keeps everything."""
+    return [
+        s
+        for s in specs
+        if (seeds is None or s.seed in seeds)
+        and (fractions is None or any(abs(s.fraction - f) < 1e-12 for f in fractions))
+        and (optimizers is None or s.optimizer in optimizers)
+    ]

@@ -1,0 +1,201 @@
+"""One run: data → split → model → trainer → metrics + diagnostics → experiments/<run-id>/.
+
+A run directory is written under a temporary name and renamed into place when
+complete, so a directory named after a run id always holds a finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from antireg import schedules, spectral
+from antireg.data import Dataset, Split, load_dataset, make_split
+from antireg.experiments.grid import RunSpec
+from antireg.metrics import regression_metrics
+from antireg.models import make_model
+from antireg.penalty import ProximityPenalty
+from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
+from antireg.step import TrainStep
+from antireg.train import cross_entropy, fit, squared_error
+
+METRICS_FILE = "metrics.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, options_json: str, data_dir: str) -> Dataset:
+    return load_dataset(name, data_dir, **json.loads(options_json))
+
+
+def dataset_for(spec: RunSpec, data_dir: str | Path) -> Dataset:
+    return _dataset(spec.dataset, json.dumps(spec.dataset_options, sort_keys=True), str(data_dir))
+
+
+def is_done(run_dir: Path) -> bool:
+    return (run_dir / METRICS_FILE).is_file()
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+def _design_spectrum(X: np.ndarray, model_kind: str) -> np.ndarray | None:
+    """Nonzero eigenvalues of the Hessian-defining Gram matrix, where one is known.
+
+    The linear model penalises its bias too, so its design is [X, 1] without centring.
+    """
+    if model_kind != "linear":
+        return None
+    design = np.hstack([X.reshape(len(X), -1), np.ones((len(X), 1))])
+    return spectral.gram_spectrum(design, fit_intercept=False)
+
+
+def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
+    """λ(n) from the schedule, then the spectral clamp where a spectrum is known."""
+    n = spec.n_train
+    if spec.schedule == "zero":
+        lam = schedules.zero()(n)
+    elif spec.schedule == "constant":
+        lam = schedules.constant(spec.lambda0)(n)
+    elif spec.schedule == "power_law":
+        lam = schedules.power_law(spec.lambda0, spec.alpha, spec.n0)(n)
+    else:
+        kappa = spec.kappa if spec.kappa is not None else schedules.baseline_kappa(eigs, spec.n0, spec.delta)
+        lam = schedules.dof_target(kappa, eigs, eta=spec.spectral_eta or 0.1)(n)
+    requested, clamped = lam, False
+    if eigs is not None and spec.spectral_eta is not None:
+        lam, clamped = spectral_clamp(lam, eigs, n, eta=spec.spectral_eta)
+    df_per_n = float(spectral.dof(eigs, n * lam)) / n if eigs is not None else math.nan
+    return {"lambda_n": lam, "lambda_requested": requested, "clamped": clamped, "df_per_n": df_per_n}
+
+
+def _optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
+    o = spec.optim
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _tensors(split: Split) -> dict[str, torch.Tensor]:
+    ydtype = torch.float32 if split.task == "regression" else torch.long
+    return {
+        name: torch.as_tensor(np.asarray(getattr(split, name)), dtype=torch.float32 if name[0] == "X" else ydtype)
+        for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+    }
+
+
+def _evaluate(split: Split, model: torch.nn.Module, t: dict[str, torch.Tensor]) -> tuple[dict, np.ndarray]:
+    """Metrics on val and test (original units), and the raw test outputs for ρ."""
+    out = {}
+    with torch.no_grad():
+        raw = {part: model(t[f"X_{part}"]).double().numpy() for part in ("val", "test")}
+    for part in ("val", "test"):
+        pred, y = split.unscale_y(raw[part].ravel()), split.unscale_y(getattr(split, f"y_{part}"))
+        out.update({f"{part}_{k}": v for k, v in regression_metrics(y, pred).items()})
+    return out, raw["test"]
+
+
+def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], np.ndarray]:
+    """Train one run; return its metrics, per-epoch log and raw test outputs."""
+    start = time.perf_counter()
+    ds = dataset_for(spec, data_dir)
+    split = make_split(ds, spec.seed, spec.fraction, spec.split.val_frac, spec.split.test_frac)
+    t = _tensors(split)
+    eigs = _design_spectrum(split.X_train, spec.model.kind)
+    lam = resolve_lambda(spec, eigs)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(spec.seed)
+        in_dim = int(np.prod(split.X_train.shape[1:]))
+        out_dim = 1 if split.task == "regression" else split.n_classes
+        m = spec.model
+        model = make_model(m.kind, in_dim, out_dim, m.width, m.depth, m.activation)
+    params = [p for p in model.parameters() if p.requires_grad]
+    use_trust = spec.trust_radius is not None or spec.trust_factor is not None
+    step = TrainStep(
+        model,
+        _optimizer(spec, params),
+        penalty=ProximityPenalty(params, lam["lambda_n"], spec.center) if lam["lambda_n"] else None,
+        clip=GradClip(params, spec.grad_clip) if spec.grad_clip is not None else None,
+        trust_region=TrustRegion(params, spec.trust_radius, spec.trust_factor) if use_trust else None,
+    )
+    loss_fn = squared_error if split.task == "regression" else cross_entropy
+    result = fit(
+        model, step, loss_fn, (t["X_train"], t["y_train"]), (t["X_val"], t["y_val"]),
+        epochs=spec.training.epochs, batch_size=spec.training.batch_size,
+        generator=torch.Generator().manual_seed(spec.seed),
+    )  # fmt: skip
+    for row in result.history:
+        row["lambda"] = lam["lambda_n"]
+    metrics, test_out = _evaluate(split, model, t)
+    metrics.update(
+        experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
+        optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
+        lambda0=spec.lambda0, alpha=spec.alpha, **lam,
+        r_clip=step.clip.rate if step.clip else 0.0,
+        r_proj=step.trust_region.rate if step.trust_region else 0.0,
+        diverged=result.diverged, divergence=result.divergence, steps=result.steps,
+        best_epoch=result.best_epoch, run_id=spec.run_id, condition_id=spec.condition_id,
+        wall_s=time.perf_counter() - start,
+    )  # fmt: skip
+    return metrics, result.history, test_out
+
+
+def _json(obj: dict) -> str:
+    """Strict JSON: NaN (a metric that is undefined for this run) becomes null."""
+    clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in obj.items()}
+    return json.dumps(clean, indent=2, allow_nan=False)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) -> dict:
+    """Run ``spec`` unless already finished; return its metrics.
+
+    Runs single-threaded so that results are bit-identical whichever executor
+    (and however many workers) ran them.
+    """
+    experiments_dir = Path(experiments_dir)
+    run_dir = experiments_dir / spec.run_id
+    if is_done(run_dir):
+        return read_metrics(run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics, history, test_out = train_run(spec, data_dir)
+    finally:
+        torch.set_num_threads(threads)
+    experiments_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.run_id}-", dir=experiments_dir))
+    try:
+        (tmp / "config.json").write_text(_json(
+            {"run_id": spec.run_id, "condition_id": spec.condition_id, **spec.model_dump(mode="json")}
+        ))  # fmt: skip
+        _write_csv(tmp / "log.csv", history)
+        (tmp / "diagnostics.json").write_text(_json(
+            {k: metrics[k] for k in ("lambda_n", "lambda_requested", "clamped", "df_per_n", "r_clip", "r_proj",
+                                     "diverged", "divergence", "steps", "best_epoch")}
+        ))  # fmt: skip
+        np.save(tmp / "outputs_test.npy", test_out)
+        (tmp / METRICS_FILE).write_text(_json(metrics))
+        if run_dir.exists():  # an unfinished directory from an interrupted run
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return metrics

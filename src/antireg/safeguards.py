@@ -1,0 +1,111 @@
+"""Safeguards around the optimizer step, each switchable and each counting when it fires.
+
+- :class:`GradClip`: clip the global gradient norm to G (ablation ``no_grad_clip``).
+- :class:`TrustRegion`: after the step, project θ back to ‖θ − θ_ref‖ ≤ R
+  (ablation ``no_trust_region``).
+- :func:`spectral_clamp`: keep λ inside the spectral-safety region where a spectrum
+  is known (linear, kernel, NTK).
+
+``events / steps`` of a safeguard is exactly r_clip or r_proj, the fraction of
+optimizer steps it changed. Kim, Jeong, Oh (2025), arXiv:2508.17412, SPEC §1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from antireg import spectral
+
+
+class _Counted:
+    def __init__(self) -> None:
+        self.steps = 0
+        self.events = 0
+
+    @property
+    def rate(self) -> float:
+        """Fraction of steps on which the safeguard fired."""
+        return self.events / self.steps if self.steps else 0.0
+
+    def _count(self, fired: bool) -> bool:
+        self.steps += 1
+        self.events += int(fired)
+        return fired
+
+
+def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """‖(t₁, …, t_k)‖₂ over all tensors, as one 0-d tensor."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+
+
+class GradClip(_Counted):
+    """g ← g · min(1, G/‖g‖): global gradient-norm clipping."""
+
+    def __init__(self, params: Sequence[torch.Tensor], max_norm: float) -> None:
+        super().__init__()
+        if not max_norm > 0:
+            raise ValueError(f"grad-clip max_norm must be > 0, got {max_norm}")
+        self.params = list(params)
+        self.max_norm = float(max_norm)
+        self.last_norm = math.nan
+
+    def __call__(self) -> bool:
+        grads = [p.grad for p in self.params]
+        norm = float(global_norm(grads))
+        self.last_norm = norm
+        fired = norm > self.max_norm
+        if fired:
+            torch._foreach_mul_(grads, self.max_norm / (norm + 1e-12))
+        return self._count(fired)
+
+
+class TrustRegion(_Counted):
+    """θ ← θ_ref + R·(θ − θ_ref)/‖θ − θ_ref‖ whenever ‖θ − θ_ref‖ > R.
+
+    θ_ref is the parameters at construction (θ₀). R is given directly, or as
+    ``factor · ‖θ₀‖``.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        radius: float | None = None,
+        factor: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.params = list(params)
+        self.ref = [p.detach().clone() for p in self.params]
+        if radius is None:
+            if factor is None:
+                raise ValueError("trust region needs a radius or a factor of ‖θ₀‖")
+            radius = factor * float(global_norm(self.ref))
+        if not radius > 0:
+            raise ValueError(f"trust-region radius must be > 0, got {radius}")
+        self.radius = float(radius)
+
+    @torch.no_grad()
+    def __call__(self) -> bool:
+        data = [p.detach() for p in self.params]
+        diff = torch._foreach_sub(data, self.ref)
+        dist = float(global_norm(diff))
+        fired = dist > self.radius
+        if fired:
+            torch._foreach_mul_(diff, self.radius / dist)
+            torch._foreach_add_(diff, self.ref)
+            torch._foreach_copy_(data, diff)
+        return self._count(fired)
+
+
+def spectral_clamp(lam: float, eigs: np.ndarray, n: int, eta: float = 0.1) -> tuple[float, bool]:
+    """Clamp λ to the safe region λ > −(1−η)·μ_min/n of the Hessian spectrum.
+
+    ``eigs`` are the nonzero eigenvalues μᵢ of the Gram/kernel matrix of the n
+    training points (so the Hessian of ½·mean squared error is μᵢ/n + λ).
+    Returns (λ used, whether it was clamped).
+    """
+    alpha, clamped = spectral.clamp_alpha(lam * n, np.asarray(eigs, dtype=float), eta=eta)
+    return alpha / n, clamped

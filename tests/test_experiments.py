@@ -1,0 +1,282 @@
+"""Config schema, grid, runner, aggregation and resume, end to end on tiny sweeps."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from antireg.cli import main
+from antireg.data import n_train_for
+from antireg.experiments import ConfigError, ExperimentCfg, expand, load_config, run_sweep
+from antireg.experiments import sweep as sweep_mod
+from antireg.experiments.config import packaged_configs
+
+TINY = {
+    "experiment": "tiny",
+    "dataset": {"name": "diabetes"},
+    "fractions": [0.2, 1.0],
+    "seeds": [0, 1],
+    "model": {"kind": "linear"},
+    "optimizers": {"sgd": {"lr": 0.05}},
+    "training": {"epochs": 15},
+    "ar": {"lambda0": [0.01, 0.1]},
+    "ablations": ["none", "l2", "no_trust_region"],
+}
+RUN_COLUMNS = [
+    "experiment", "dataset", "method", "ablation", "optimizer", "seed", "fraction", "n_train", "lambda0",
+    "alpha", "lambda_n", "test_rmse", "test_mae", "test_r2", "val_rmse", "rho", "r_clip", "r_proj",
+    "df_per_n", "diverged", "wall_s",
+]  # fmt: skip
+
+
+def _cfg(**changes) -> ExperimentCfg:
+    return ExperimentCfg.model_validate({**TINY, **changes})
+
+
+def _write(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"fractons": [0.5]}, "did you mean 'fractions'"),
+        ({"fractions": [0.0]}, "fractions.0"),
+        ({"fractions": [1.5]}, "fractions.0"),
+        ({"seeds": "zero"}, "seeds"),
+        ({"optimizers": {"rmsprop": {"lr": 0.1}}}, "optimizers"),
+        ({"ar": {"lambda0": [-0.1]}}, "ar.lambda0.0"),
+        ({"ar": {"lamda0": [0.1]}}, "did you mean 'lambda0'"),
+        ({"ablations": ["no_clip"]}, "ablations.0"),
+        ({"experiment": "../escape"}, "experiment"),
+        ({"fractions": []}, "fractions"),
+        ({"split": {"val_frac": 0.6, "test_frac": 0.5}}, "val_frac + test_frac"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path, change, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(str(_write(tmp_path, {**TINY, **change})))
+    assert fragment in str(err.value)
+
+
+def test_malformed_yaml_and_missing_config(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(_write(tmp_path, "experiment: [unclosed")))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(_write(tmp_path, "- a list")))
+    with pytest.raises(ConfigError, match="(?i)did you mean 'concrete_reg'"):
+        load_config("concrete_rge")
+
+
+def test_unsafe_yaml_tags_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    text = f"!!python/object/apply:os.system ['touch {marker}']"
+    with pytest.raises(ConfigError):
+        load_config(str(_write(tmp_path, text)))
+    assert not marker.exists()
+
+
+def test_packaged_configs_load_by_name_and_path():
+    names = packaged_configs()
+    assert {"diabetes_reg", "concrete_reg", "airfoil_reg"} <= set(names)
+    for name in names:
+        assert load_config(name) == load_config(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
+
+
+# -- grid -----------------------------------------------------------------------------------
+
+
+def test_grid_shares_one_baseline_per_condition_and_maps_ablations():
+    specs = expand(_cfg(), n_total=442)
+    baselines = [s for s in specs if s.method == "erm"]
+    ar = [s for s in specs if s.method == "ar"]
+    assert len(baselines) == 2 * 2 * 1  # seeds × fractions × optimizers, not × λ₀
+    assert len(ar) == 2 * 2 * 3 * 2
+    assert len({s.run_id for s in specs}) == len(specs)
+    n0 = n_train_for(442, 0.2)
+    assert all(s.n0 == n0 for s in specs)
+    for s in ar:
+        assert (s.lambda0 > 0) == (s.ablation == "l2")
+        assert (s.trust_factor is None) == (s.ablation == "no_trust_region")
+    conditions = {s.condition_id for s in baselines}
+    assert {s.condition_id for s in ar} == conditions
+    assert all(b.grad_clip is None and b.trust_factor is None for b in baselines)
+
+
+def test_run_ids_are_deterministic_and_content_addressed():
+    a, b = expand(_cfg(), 442), expand(_cfg(), 442)
+    assert [s.run_id for s in a] == [s.run_id for s in b]
+    changed = expand(_cfg(training={"epochs": 16}), 442)
+    assert not {s.run_id for s in a} & {s.run_id for s in changed}
+
+
+# -- end to end -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    return out, run_sweep(_cfg(), out, progress=False)
+
+
+def test_sweep_writes_both_csvs_with_the_columns(finished):
+    out, result = finished
+    runs = pd.read_csv(out / "results" / "tiny.csv")
+    summary = pd.read_csv(out / "results" / "tiny_summary.csv")
+    assert set(RUN_COLUMNS) <= set(runs.columns)
+    assert len(runs) == result.n_run == len(expand(_cfg(), 442))
+    assert runs["run_id"].is_unique
+    # one summary row per method × ablation × optimizer × fraction
+    assert len(summary) == 2 * (1 + 3)
+    for col in ("test_rmse_mean", "test_rmse_ci95", "rho_mean", "n_seeds", "n_diverged"):
+        assert col in summary.columns
+    assert (summary["n_seeds"] == 2).all()
+    # linear model: df/n is defined; the baseline's equals rank/n
+    base = runs[runs["method"] == "erm"]
+    np.testing.assert_allclose(base["df_per_n"], 11 / base["n_train"], rtol=1e-8)
+    assert (runs.loc[runs["lambda0"] < 0, "df_per_n"].values > 11 / runs.loc[runs["lambda0"] < 0, "n_train"].values).all()
+
+
+def test_summary_selects_lambda0_on_validation_and_ci_is_student_t(finished):
+    from scipy import stats
+
+    out, _ = finished
+    runs = pd.read_csv(out / "results" / "tiny.csv")
+    summary = pd.read_csv(out / "results" / "tiny_summary.csv")
+    row = summary[(summary["ablation"] == "none") & (summary["fraction"] == 0.2)].iloc[0]
+    group = runs[(runs["method"] == "ar") & (runs["ablation"] == "none") & (runs["fraction"] == 0.2)]
+    best = group.groupby("lambda0")["val_rmse"].mean().idxmin()
+    assert row["lambda0"] == best
+    chosen = group[group["lambda0"] == best]["test_rmse"]
+    assert row["test_rmse_mean"] == pytest.approx(chosen.mean())
+    assert row["test_rmse_ci95"] == pytest.approx(stats.t.ppf(0.975, 1) * chosen.std(ddof=1) / np.sqrt(2))
+
+
+def test_rho_is_the_output_norm_ratio_to_the_conditions_baseline(finished):
+    out, _ = finished
+    runs = pd.read_csv(out / "results" / "tiny.csv")
+    exp = out / "experiments"
+    for _, r in runs.sample(5, random_state=0).iterrows():
+        base = runs[(runs["method"] == "erm") & (runs["condition_id"] == r["condition_id"])].iloc[0]
+        want = np.linalg.norm(np.load(exp / r["run_id"] / "outputs_test.npy")) / np.linalg.norm(
+            np.load(exp / base["run_id"] / "outputs_test.npy"))
+        assert r["rho"] == pytest.approx(want)
+    assert (runs.loc[runs["method"] == "erm", "rho"] == 1.0).all()
+
+
+def test_run_directory_holds_config_metrics_log_and_diagnostics(finished):
+    out, _ = finished
+    run_dir = next((out / "experiments").glob("ar-none-*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    log = pd.read_csv(run_dir / "log.csv")
+    diag = json.loads((run_dir / "diagnostics.json").read_text())
+    assert config["run_id"] == run_dir.name == metrics["run_id"]
+    assert list(log.columns[:3]) == ["epoch", "train_loss", "val_loss"]
+    assert {"lambda", "grad_norm", "clip_events", "proj_events"} <= set(log.columns)
+    assert len(log) == 15 and (log["lambda"] == metrics["lambda_n"]).all()
+    assert log["proj_events"].sum() / log["steps"].sum() == pytest.approx(diag["r_proj"])
+    assert not list((out / "experiments").glob(".tmp-*"))
+
+
+def test_rerun_skips_everything_and_reproduces_the_numbers(finished, tmp_path):
+    out, first = finished
+    again = run_sweep(_cfg(), out, progress=False)
+    assert again.n_run == 0 and again.n_skipped == first.n_run
+    fresh = run_sweep(_cfg(), tmp_path, progress=False)
+    cols = ["test_rmse", "val_rmse", "lambda_n", "r_proj"]
+    pd.testing.assert_frame_equal(first.runs.sort_values("run_id")[cols].reset_index(drop=True),
+                                  fresh.runs.sort_values("run_id")[cols].reset_index(drop=True))
+
+
+def test_resume_after_interruption_runs_only_what_is_missing(tmp_path, monkeypatch):
+    real = sweep_mod.execute
+    calls = []
+
+    def dies_after_five(spec, *args):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(spec.run_id)
+        return real(spec, *args)
+
+    monkeypatch.setattr(sweep_mod, "execute", dies_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_cfg(), tmp_path, progress=False)
+    assert not (tmp_path / "results").exists()
+    (tmp_path / "experiments" / "stale-unfinished-dir").mkdir()  # a crash leftover without metrics
+    monkeypatch.setattr(sweep_mod, "execute", real)
+    result = run_sweep(_cfg(), tmp_path, progress=False)
+    total = len(expand(_cfg(), 442))
+    assert (result.n_run, result.n_skipped) == (total - 5, 5)
+    runs = pd.read_csv(tmp_path / "results" / "tiny.csv")
+    assert len(runs) == total and runs["run_id"].is_unique
+
+
+def test_only_filters_and_add_baseline(tmp_path):
+    cfg = _cfg(add_baseline_zero=False, seeds=[0, 1, 2])
+    result = run_sweep(cfg, tmp_path, seeds=[2], fractions=[0.2], progress=False)
+    assert set(result.runs["seed"]) == {2} and set(result.runs["fraction"]) == {0.2}
+    assert "erm" not in set(result.runs["method"]) and result.runs["rho"].isna().all()
+    with pytest.raises(ConfigError, match="select no runs"):
+        run_sweep(cfg, tmp_path, seeds=[9], progress=False)
+
+
+def test_process_pool_gives_identical_files(finished, tmp_path):
+    out, first = finished
+    pooled = run_sweep(_cfg(), tmp_path, jobs=2, progress=False)
+    for run_id in first.runs["run_id"]:
+        a = json.loads((out / "experiments" / run_id / "metrics.json").read_text())
+        b = json.loads((tmp_path / "experiments" / run_id / "metrics.json").read_text())
+        a.pop("wall_s"), b.pop("wall_s")
+        assert a == b
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["run", "--config", "no_such_config"], "not found"),
+        (["run", "--config", "diabetes_reg", "--only_fraction", "1.5"], "fraction must be in (0, 1]"),
+        (["run", "--config", "concrete_reg", "--data-dir", "/nonexistent/data"], "Concrete_Data.xls"),
+        (["run", "--config", "diabetes_reg", "--only_seed", "99"], "select no runs"),
+        (["run", "--config", "diabetes_reg", "--jobs", "0"], "--jobs"),
+    ],
+)
+def test_cli_errors_exit_2_without_traceback_or_files(tmp_path, args, fragment):
+    proc = subprocess.run(
+        [sys.executable, "-m", "antireg", *args, "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "results").exists() and not (tmp_path / "out" / "experiments").exists()
+
+
+def test_cli_unwritable_output_dir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "--config", str(_write(tmp_path, TINY)), "--output-dir", str(blocker / "sub")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_python_m_antireg_run_is_the_cli(tmp_path):
+    cfg = _write(tmp_path, {**TINY, "seeds": [0], "fractions": [1.0], "ablations": ["none"]})
+    proc = subprocess.run(
+        [sys.executable, "-m", "antireg.run", "--config", str(cfg), "--output-dir", str(tmp_path), "--quiet"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(tmp_path / "results" / "tiny.csv")) == 3

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from antireg import spectral
+from antireg.safeguards import GradClip, TrustRegion, global_norm, spectral_clamp
+
+
+def _params(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(5, 3, generator=g, requires_grad=True), torch.randn(3, generator=g, requires_grad=True)]
+
+
+@given(scale=st.floats(1e-3, 1e3), max_norm=st.floats(1e-2, 1e2), seed=st.integers(0, 1000))
+@settings(max_examples=60, deadline=None)
+def test_clip_bounds_the_norm_keeps_direction_and_counts(scale, max_norm, seed):
+    params = _params(seed)
+    for p in params:
+        p.grad = torch.randn_like(p) * scale
+    before = torch.cat([p.grad.flatten() for p in params])
+    clip = GradClip(params, max_norm)
+    fired = clip()
+    after = torch.cat([p.grad.flatten() for p in params])
+    assert fired == (before.norm() > max_norm)
+    assert clip.events == int(fired) and clip.steps == 1
+    assert after.norm() <= max_norm * (1 + 1e-5)
+    if not fired:
+        assert torch.equal(before, after)
+    else:  # same direction
+        assert torch.allclose(after / after.norm(), before / before.norm(), atol=1e-5)
+
+
+def test_clip_rate_is_exact_fraction_of_steps():
+    params = _params()
+    clip = GradClip(params, 1.0)
+    pattern = [0.1, 5.0, 0.2, 7.0, 9.0]  # norms relative: fires on 3 of 5
+    for s in pattern:
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        params[1].grad[0] = s
+        clip()
+    assert clip.rate == 3 / 5
+
+
+@given(radius=st.floats(0.1, 10), shift=st.floats(0, 20), seed=st.integers(0, 1000))
+@settings(max_examples=60, deadline=None)
+def test_projection_keeps_distance_at_most_radius(radius, shift, seed):
+    assume(abs(shift - radius) > 1e-5 * radius)  # float rounding decides exact ties
+    params = _params(seed)
+    tr = TrustRegion(params, radius=radius)
+    ref = [p.detach().clone() for p in params]
+    g = torch.Generator().manual_seed(seed + 1)
+    direction = [torch.randn(p.shape, generator=g) for p in params]
+    norm = float(global_norm(direction))
+    with torch.no_grad():
+        for p, d in zip(params, direction):
+            p.add_(d * shift / norm)
+    fired = tr()
+    dist = float(global_norm([p.detach() - r for p, r in zip(params, ref)]))
+    assert fired == (shift > radius)
+    assert dist <= radius * (1 + 1e-5)
+    if fired:  # projected onto the sphere, along the same ray
+        assert dist == pytest.approx(radius, rel=1e-5)
+        moved = torch.cat([(p.detach() - r).flatten() for p, r in zip(params, ref)])
+        want = torch.cat([d.flatten() for d in direction])
+        assert torch.allclose(moved / moved.norm(), want / want.norm(), atol=1e-5)
+
+
+def test_projection_counts_exactly_and_factor_sets_radius():
+    params = _params()
+    tr = TrustRegion(params, factor=0.5)
+    assert tr.radius == pytest.approx(0.5 * float(global_norm([p.detach() for p in params])))
+    steps = [0.0, 10.0, 0.0, 10.0]
+    for s in steps:
+        with torch.no_grad():
+            params[0][0, 0] += s
+        tr()
+    assert (tr.events, tr.steps) == (2, 4)
+
+
+def test_trust_region_needs_positive_radius():
+    with pytest.raises(ValueError):
+        TrustRegion(_params(), radius=0.0)
+    with pytest.raises(ValueError):
+        TrustRegion(_params())
+    with pytest.raises(ValueError):
+        GradClip(_params(), 0.0)
+
+
+def test_spectral_clamp_at_the_bound():
+    eigs = np.array([9.0, 4.0, 2.0])
+    n = 20
+    bound = -(1 - 0.1) * 2.0 / n
+    lam, clamped = spectral_clamp(-1.0, eigs, n, eta=0.1)
+    assert clamped and lam == pytest.approx(bound)
+    lam, clamped = spectral_clamp(0.5 * bound, eigs, n, eta=0.1)
+    assert not clamped and lam == pytest.approx(0.5 * bound)
+    lam, clamped = spectral_clamp(3.0, eigs, n)
+    assert not clamped and lam == 3.0
+    # the clamped Hessian eigenvalues μ/n + λ stay positive
+    assert (eigs / n + spectral_clamp(-1e6, eigs, n)[0] > 0).all()
+    assert spectral.safe_alpha_min(eigs, 0.1) / n == pytest.approx(bound)

@@ -1,0 +1,101 @@
+import math
+
+import numpy as np
+import torch
+
+from antireg.metrics import regression_metrics
+from antireg.models import make_model
+from antireg.penalty import ProximityPenalty
+from antireg.safeguards import GradClip, TrustRegion
+from antireg.step import TrainStep
+from antireg.train import fit, squared_error
+
+
+def _linear_problem(n=60, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = X @ rng.normal(size=d) + 0.3 + 0.5 * rng.normal(size=n)
+    return torch.tensor(X), torch.tensor(y)
+
+
+def test_ar_on_a_linear_model_converges_to_the_closed_form():
+    """Full-batch GD on ½·MSE + λ·½‖θ‖² (bias included) solves (AᵀA/n + λI)θ = Aᵀy/n, A = [X, 1]."""
+    X, y = _linear_problem()
+    n = len(y)
+    A = np.hstack([X.numpy(), np.ones((n, 1))])
+    lam = -0.5 * np.linalg.eigvalsh(A.T @ A / n).min()  # negative, inside the safe region
+    expected = np.linalg.solve(A.T @ A / n + lam * np.eye(A.shape[1]), A.T @ y.numpy() / n)
+
+    torch.manual_seed(0)
+    model = make_model("linear", 4).double()
+    params = list(model.parameters())
+    step = TrainStep(model, torch.optim.SGD(params, lr=0.2), penalty=ProximityPenalty(params, lam))
+    for _ in range(3000):  # plain steps: fit()'s checkpoint would pick by the unpenalised loss
+        info = step(lambda: squared_error(model(X), y))
+    got = np.concatenate([model.weight.detach().numpy().ravel(), model.bias.detach().numpy()])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert math.isfinite(info.loss)
+    # and the negative λ really moved it away from plain least squares
+    ols = np.linalg.lstsq(A, y.numpy(), rcond=None)[0]
+    assert np.linalg.norm(got) > np.linalg.norm(ols)
+
+
+def test_divergence_is_detected_and_recorded():
+    X, y = _linear_problem()
+    torch.manual_seed(0)
+    model = make_model("linear", 4).double()
+    params = list(model.parameters())
+    step = TrainStep(model, torch.optim.SGD(params, lr=50.0))  # far beyond 2/L: blows up
+    result = fit(model, step, squared_error, (X, y), (X, y), epochs=500)
+    assert result.diverged
+    assert "non-finite" in result.divergence
+    assert len(result.history) < 500
+    # the best finite checkpoint is restored
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_safeguards_prevent_that_divergence():
+    X, y = _linear_problem()
+    torch.manual_seed(0)
+    model = make_model("linear", 4).double()
+    params = list(model.parameters())
+    n = len(y)
+    lam = -10.0  # far beyond the spectral bound: unbounded below without safeguards
+    step = TrainStep(model, torch.optim.SGD(params, lr=0.05), penalty=ProximityPenalty(params, lam),
+                     clip=GradClip(params, 1.0), trust_region=TrustRegion(params, radius=3.0))
+    result = fit(model, step, squared_error, (X, y), (X, y), epochs=200)
+    assert not result.diverged
+    assert step.trust_region.rate > 0.5
+    unsafe = make_model("linear", 4).double()
+    p2 = list(unsafe.parameters())
+    bad = fit(unsafe, TrainStep(unsafe, torch.optim.SGD(p2, lr=0.05), penalty=ProximityPenalty(p2, lam)),
+              squared_error, (X, y), (X, y), epochs=2000)
+    assert bad.diverged
+
+
+def test_history_counts_match_safeguard_counters_and_minibatches():
+    X, y = _linear_problem(n=50)
+    torch.manual_seed(1)
+    model = make_model("mlp", 4, width=8, depth=1).double()
+    params = list(model.parameters())
+    step = TrainStep(model, torch.optim.Adam(params, lr=0.05), penalty=ProximityPenalty(params, -0.1),
+                     clip=GradClip(params, 0.5), trust_region=TrustRegion(params, factor=0.2))
+    result = fit(model, step, squared_error, (X, y), (X, y), epochs=7, batch_size=16,
+                 generator=torch.Generator().manual_seed(0))
+    assert [h["steps"] for h in result.history] == [4] * 7  # ceil(50/16)
+    assert result.steps == 28 == step.clip.steps == step.trust_region.steps
+    assert sum(h["clip_events"] for h in result.history) == step.clip.events
+    assert sum(h["proj_events"] for h in result.history) == step.trust_region.events
+    assert math.isfinite(result.best_val_loss)
+    assert result.best_val_loss == min(h["val_loss"] for h in result.history)
+
+
+def test_regression_metrics_against_sklearn():
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=40), rng.normal(size=40)
+    m = regression_metrics(y, p)
+    assert m["rmse"] == np.sqrt(mean_squared_error(y, p))
+    assert m["mae"] == mean_absolute_error(y, p)
+    np.testing.assert_allclose(m["r2"], r2_score(y, p))
