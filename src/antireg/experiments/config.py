@@ -65,7 +65,7 @@ class SafeguardsCfg(_Strict):
 
     grad_clip: Annotated[float, Field(gt=0.0)] | None = 10.0
     trust_radius: Annotated[float, Field(gt=0.0)] | None = None
-    trust_factor: Annotated[float, Field(gt=0.0)] | None = 1.0
+    trust_factor: Annotated[float, Field(gt=0.0)] | None = 2.0
     spectral_eta: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 0.1
 
 
