@@ -280,3 +280,48 @@ def test_python_m_antireg_run_is_the_cli(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_csv(tmp_path / "results" / "tiny.csv")) == 3
+
+
+# -- classification -------------------------------------------------------------------------
+
+CLS = {
+    "experiment": "tiny_cls",
+    "dataset": {"name": "digits"},
+    "fractions": [0.1],
+    "seeds": [0, 1],
+    "model": {"kind": "mlp", "width": 32, "depth": 1},
+    "optimizers": {"adam": {"lr": 0.01}},
+    "training": {"epochs": 5, "batch_size": 64},
+    "evaluation": {"ece_bins": 10},
+    "ar": {"lambda0": [0.01, 10.0], "alpha": [0.5], "center": "init", "ntk": True},
+    "ablations": ["none"],
+}
+
+
+def test_classification_sweep_metrics_reliability_and_ntk_clamp(tmp_path):
+    from antireg.calibration import classification_metrics
+
+    result = run_sweep(ExperimentCfg.model_validate(CLS), tmp_path, progress=False)
+    runs = result.runs
+    for col in ("test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "rho", "df_per_n"):
+        assert col in runs.columns and runs[col].notna().all(), col
+    assert "test_accuracy_mean" in result.summary.columns
+    # the NTK of n points of a wide MLP has full rank: df(0)/n = 1, and AR raises it
+    base = runs[runs["method"] == "erm"]
+    np.testing.assert_allclose(base["df_per_n"], 1.0, rtol=1e-9)
+    ar = runs[runs["method"] == "ar"]
+    assert (ar["df_per_n"] > 1.0).all()
+    # λ₀ = 10 is far beyond the NTK's bound: clamped there, never beyond
+    strong = ar[ar["lambda0"] == -10.0]
+    assert strong["clamped"].all() and (strong["lambda_n"] > strong["lambda_requested"]).all()
+    # the saved logits and reliability diagram reproduce the reported metrics
+    from antireg.data import load_dataset, make_split
+
+    row = ar.iloc[0]
+    run_dir = tmp_path / "experiments" / row["run_id"]
+    logits = np.load(run_dir / "outputs_test.npy")
+    y = make_split(load_dataset("digits"), int(row["seed"]), 0.1).y_test
+    m = classification_metrics(logits, y, 10, logits=True)
+    assert m["accuracy"] == pytest.approx(row["test_accuracy"]) and m["ece"] == pytest.approx(row["test_ece"])
+    rel = json.loads((run_dir / "reliability.json").read_text())
+    assert len(rel["bin_edges"]) == 11 and sum(rel["count"]) == len(y)

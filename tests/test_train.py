@@ -32,7 +32,7 @@ def test_ar_on_a_linear_model_converges_to_the_closed_form():
     step = TrainStep(model, torch.optim.SGD(params, lr=0.2), penalty=ProximityPenalty(params, lam))
     for _ in range(3000):  # plain steps: fit()'s checkpoint would pick by the unpenalised loss
         info = step(lambda: squared_error(model(X), y))
-    got = np.concatenate([model.weight.detach().numpy().ravel(), model.bias.detach().numpy()])
+    got = np.concatenate([model[1].weight.detach().numpy().ravel(), model[1].bias.detach().numpy()])
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert math.isfinite(info.loss)
     # and the negative λ really moved it away from plain least squares

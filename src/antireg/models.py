@@ -1,38 +1,52 @@
-"""Models: a linear map and a configurable MLP."""
+"""Models: a linear map, a configurable MLP and a small CNN for 32×32 images."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
 def make_model(
-    kind: Literal["linear", "mlp"],
-    in_dim: int,
+    kind: Literal["linear", "mlp", "cnn"],
+    in_shape: int | tuple[int, ...],
     out_dim: int = 1,
     width: int = 64,
     depth: int = 2,
     activation: str = "relu",
 ) -> nn.Module:
-    """``linear``: x ↦ Wx + b. ``mlp``: ``depth`` hidden layers of ``width`` units."""
-    if kind == "linear":
-        return nn.Linear(in_dim, out_dim)
-    if kind != "mlp":
-        raise ValueError(f"unknown model kind {kind!r}; expected 'linear' or 'mlp'")
+    """``linear``: x ↦ Wx + b. ``mlp``: ``depth`` hidden layers of ``width`` units.
+    ``cnn``: ``depth`` blocks conv3×3 → act → maxpool2 (32, 64, … channels), then a dense
+    layer of ``width`` units; needs ``in_shape = (C, H, W)``. Inputs of any shape are
+    flattened for the linear model and the MLP."""
+    shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
     if depth < 1 or width < 1:
-        raise ValueError(f"MLP needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
-    layers: list[nn.Module] = [nn.Flatten()]
-    dims = [in_dim] + [width] * depth
-    for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-    layers.append(nn.Linear(dims[-1], out_dim))
-    return nn.Sequential(*layers)
+        raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}")
+    act = ACTIVATIONS[activation]
+    if kind == "linear":
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), out_dim))
+    if kind == "mlp":
+        layers: list[nn.Module] = [nn.Flatten()]
+        dims = [math.prod(shape)] + [width] * depth
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), act()]
+        return nn.Sequential(*layers, nn.Linear(dims[-1], out_dim))
+    if kind == "cnn":
+        if len(shape) != 3 or min(shape[1:]) < 2**depth:
+            raise ValueError(f"cnn needs images (C, H, W) of side >= 2**depth, got shape {shape}, depth {depth}")
+        layers, channels = [], shape[0]
+        for i in range(depth):
+            out = 32 * 2**i
+            layers += [nn.Conv2d(channels, out, 3, padding=1), act(), nn.MaxPool2d(2)]
+            channels = out
+        side = (shape[1] // 2**depth) * (shape[2] // 2**depth)
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * side, width), act(), nn.Linear(width, out_dim))
+    raise ValueError(f"unknown model kind {kind!r}; expected 'linear', 'mlp' or 'cnn'")
 
 
 def n_params(model: nn.Module) -> int:

@@ -21,9 +21,13 @@ from antireg.experiments.runner import is_done, read_metrics
 GROUP = ["method", "ablation", "optimizer", "fraction"]
 HYPER = ["lambda0", "alpha"]
 SUMMARY_METRICS = [
-    "test_rmse", "test_mae", "test_r2", "val_rmse", "rho", "r_clip", "r_proj",
-    "df_per_n", "lambda_n", "wall_s",
+    "test_rmse", "test_mae", "test_r2", "val_rmse",
+    "test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "val_ece",
+    "rho", "r_clip", "r_proj", "df_per_n", "lambda_n", "wall_s",
 ]  # fmt: skip
+# λ₀ is chosen on validation: RMSE for regression, NLL (a proper scoring rule, rarely tied
+# on small validation sets, unlike accuracy) for classification; lower is better for both.
+SELECT_BY = ("val_rmse", "val_nll")
 
 
 def collect(specs: list[RunSpec], experiments_dir: str | Path) -> pd.DataFrame:
@@ -62,10 +66,11 @@ def _ci95(x: pd.Series) -> float:
     return float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
 
 
-def summarize(df: pd.DataFrame, select_by: str = "val_rmse", metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Per group, pick (λ₀, α) with the best mean ``select_by`` over seeds, then
+def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Per group, pick (λ₀, α) with the lowest mean ``select_by`` over seeds, then
     report mean and 95% CI (Student t over seeds) of each metric for that pick."""
     metrics = [m for m in metrics if m in df.columns]
+    select_by = select_by or next(c for c in SELECT_BY if c in df.columns)
     rows = []
     for key, group in df.groupby(GROUP, sort=True):
         means = group.groupby(HYPER)[select_by].mean().fillna(np.inf)

@@ -43,7 +43,9 @@ class SplitCfg(_Strict):
 
 
 class ModelCfg(_Strict):
-    kind: Literal["linear", "mlp"] = "mlp"
+    """``width`` is the hidden width (MLP) or the dense layer after the convolutions (CNN)."""
+
+    kind: Literal["linear", "mlp", "cnn"] = "mlp"
     width: Annotated[int, Field(ge=1)] = 64
     depth: Annotated[int, Field(ge=1)] = 2
     activation: Literal["relu", "tanh", "gelu"] = "relu"
@@ -79,6 +81,11 @@ class ARCfg(_Strict):
     center: Literal["zero", "init"] = "zero"
     delta: Annotated[float, Field(gt=-1.0)] = 0.1
     kappa: Annotated[float, Field(gt=0.0)] | None = None
+    ntk: bool = False  # MLPs: take the spectrum (clamp, df/n, dof_target) from the NTK at θ₀
+
+
+class EvaluationCfg(_Strict):
+    ece_bins: Annotated[int, Field(ge=1)] = 15
 
 
 class ExperimentCfg(_Strict):
@@ -90,6 +97,7 @@ class ExperimentCfg(_Strict):
     model: ModelCfg = ModelCfg()
     optimizers: Annotated[dict[Literal["sgd", "adam"], OptimizerCfg], Field(min_length=1)]
     training: TrainingCfg = TrainingCfg()
+    evaluation: EvaluationCfg = EvaluationCfg()
     ar: ARCfg = ARCfg()
     safeguards: SafeguardsCfg = SafeguardsCfg()
     ablations: Annotated[list[Literal[ABLATIONS]], Field(min_length=1)] = ["none"]  # type: ignore[valid-type]

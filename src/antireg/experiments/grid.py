@@ -52,6 +52,8 @@ class RunSpec(BaseModel):
     trust_radius: float | None
     trust_factor: float | None
     spectral_eta: float | None
+    ntk: bool
+    ece_bins: int
 
     def _digest(self, fields: set[str] | None = None) -> str:
         blob = json.dumps(self.model_dump(mode="json", include=fields), sort_keys=True)
@@ -71,7 +73,7 @@ class RunSpec(BaseModel):
 
 CONDITION_FIELDS = {
     "dataset", "dataset_options", "split", "seed", "fraction", "n_train",
-    "model", "optimizer", "optim", "training",
+    "model", "optimizer", "optim", "training", "ece_bins",
 }  # fmt: skip
 
 
@@ -83,8 +85,10 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
     n0 = cfg.ar.n0 or min(sizes.values())
     if cfg.ar.schedule == "dof_target" and ({"l2", "constant_lambda"} & set(cfg.ablations)):
         raise ConfigError("ablations 'l2' and 'constant_lambda' need ar.schedule power_law or constant, not dof_target")
-    if cfg.ar.schedule == "dof_target" and cfg.model.kind != "linear":
-        raise ConfigError("ar.schedule dof_target needs a spectrum: use model.kind 'linear' (MLPs get it from the NTK)")
+    if cfg.ar.schedule == "dof_target" and not (cfg.model.kind == "linear" or (cfg.model.kind == "mlp" and cfg.ar.ntk)):
+        raise ConfigError("ar.schedule dof_target needs a spectrum: use model.kind 'linear', or an mlp with ar.ntk: true")
+    if cfg.ar.ntk and cfg.model.kind != "mlp":
+        raise ConfigError(f"ar.ntk applies to model.kind 'mlp' (linear models use their design spectrum), not '{cfg.model.kind}'")
     sg = cfg.safeguards
     specs: list[RunSpec] = []
     for seed in cfg.seeds:
@@ -94,7 +98,7 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
                     experiment=cfg.experiment, dataset=cfg.dataset.name, dataset_options=cfg.dataset.options,
                     split=cfg.split, seed=seed, fraction=fraction, n_train=sizes[fraction], model=cfg.model,
                     optimizer=opt_name, optim=opt, training=cfg.training, n0=n0, center=cfg.ar.center,
-                    delta=cfg.ar.delta, kappa=cfg.ar.kappa,
+                    delta=cfg.ar.delta, kappa=cfg.ar.kappa, ntk=cfg.ar.ntk, ece_bins=cfg.evaluation.ece_bins,
                 )  # fmt: skip
                 if cfg.add_baseline_zero:
                     specs.append(RunSpec(

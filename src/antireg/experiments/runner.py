@@ -23,7 +23,9 @@ from antireg import schedules, spectral
 from antireg.data import Dataset, Split, load_dataset, make_split
 from antireg.experiments.grid import RunSpec
 from antireg.metrics import regression_metrics
+from antireg.calibration import classification_metrics, reliability_diagram
 from antireg.models import make_model
+from antireg.ntk import ntk_spectrum
 from antireg.penalty import ProximityPenalty
 from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
 from antireg.step import TrainStep
@@ -49,15 +51,18 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / METRICS_FILE).read_text())
 
 
-def _design_spectrum(X: np.ndarray, model_kind: str) -> np.ndarray | None:
-    """Nonzero eigenvalues of the Hessian-defining Gram matrix, where one is known.
+def spectrum(spec: RunSpec, model: torch.nn.Module, X_train: torch.Tensor) -> np.ndarray | None:
+    """Nonzero eigenvalues μ of the matrix whose spectrum bounds λ, where one is known.
 
-    The linear model penalises its bias too, so its design is [X, 1] without centring.
+    Linear model: the Gram matrix of the design [X, 1] (the bias is penalised too, so
+    no centring). MLP with ``ntk``: the empirical NTK at θ₀ (Jacot et al. 2018).
     """
-    if model_kind != "linear":
-        return None
-    design = np.hstack([X.reshape(len(X), -1), np.ones((len(X), 1))])
-    return spectral.gram_spectrum(design, fit_intercept=False)
+    if spec.model.kind == "linear":
+        X = X_train.reshape(len(X_train), -1).double().numpy()
+        return spectral.gram_spectrum(np.hstack([X, np.ones((len(X), 1))]), fit_intercept=False)
+    if spec.ntk:
+        return ntk_spectrum(model, X_train)
+    return None
 
 
 def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
@@ -94,32 +99,39 @@ def _tensors(split: Split) -> dict[str, torch.Tensor]:
     }
 
 
-def _evaluate(split: Split, model: torch.nn.Module, t: dict[str, torch.Tensor]) -> tuple[dict, np.ndarray]:
-    """Metrics on val and test (original units), and the raw test outputs for ρ."""
-    out = {}
+def _evaluate(spec: RunSpec, split: Split, model: torch.nn.Module, t: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Metrics on val and test (regression in original units), and artefacts: the raw
+    test outputs (for ρ; logits for classification) and the reliability diagram."""
+    metrics, artefacts = {}, {}
     with torch.no_grad():
         raw = {part: model(t[f"X_{part}"]).double().numpy() for part in ("val", "test")}
     for part in ("val", "test"):
-        pred, y = split.unscale_y(raw[part].ravel()), split.unscale_y(getattr(split, f"y_{part}"))
-        out.update({f"{part}_{k}": v for k, v in regression_metrics(y, pred).items()})
-    return out, raw["test"]
+        y = getattr(split, f"y_{part}")
+        if split.task == "regression":
+            values = regression_metrics(split.unscale_y(y), split.unscale_y(raw[part].ravel()))
+        else:
+            values = classification_metrics(raw[part], y, spec.ece_bins, logits=True)
+        metrics.update({f"{part}_{k}": v for k, v in values.items()})
+    artefacts["outputs_test"] = raw["test"]
+    if split.task == "classification":
+        rd = reliability_diagram(raw["test"], split.y_test, spec.ece_bins, logits=True)
+        artefacts["reliability"] = {"bin_edges": rd["edges"].tolist(), **{
+            k: [None if np.isnan(v) else float(v) for v in rd[k]] for k in ("confidence", "accuracy", "count")}}
+    return metrics, artefacts
 
 
-def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], np.ndarray]:
-    """Train one run; return its metrics, per-epoch log and raw test outputs."""
+def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], dict]:
+    """Train one run; return its metrics, per-epoch log and artefacts."""
     start = time.perf_counter()
     ds = dataset_for(spec, data_dir)
     split = make_split(ds, spec.seed, spec.fraction, spec.split.val_frac, spec.split.test_frac)
     t = _tensors(split)
-    eigs = _design_spectrum(split.X_train, spec.model.kind)
-    lam = resolve_lambda(spec, eigs)
-
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed)
-        in_dim = int(np.prod(split.X_train.shape[1:]))
         out_dim = 1 if split.task == "regression" else split.n_classes
         m = spec.model
-        model = make_model(m.kind, in_dim, out_dim, m.width, m.depth, m.activation)
+        model = make_model(m.kind, tuple(split.X_train.shape[1:]), out_dim, m.width, m.depth, m.activation)
+    lam = resolve_lambda(spec, spectrum(spec, model, t["X_train"]))
     params = [p for p in model.parameters() if p.requires_grad]
     use_trust = spec.trust_radius is not None or spec.trust_factor is not None
     step = TrainStep(
@@ -137,7 +149,7 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], np
     )  # fmt: skip
     for row in result.history:
         row["lambda"] = lam["lambda_n"]
-    metrics, test_out = _evaluate(split, model, t)
+    metrics, artefacts = _evaluate(spec, split, model, t)
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
@@ -148,7 +160,7 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], np
         best_epoch=result.best_epoch, run_id=spec.run_id, condition_id=spec.condition_id,
         wall_s=time.perf_counter() - start,
     )  # fmt: skip
-    return metrics, result.history, test_out
+    return metrics, result.history, artefacts
 
 
 def _json(obj: dict) -> str:
@@ -177,7 +189,7 @@ def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) ->
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        metrics, history, test_out = train_run(spec, data_dir)
+        metrics, history, artefacts = train_run(spec, data_dir)
     finally:
         torch.set_num_threads(threads)
     experiments_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +203,9 @@ def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) ->
             {k: metrics[k] for k in ("lambda_n", "lambda_requested", "clamped", "df_per_n", "r_clip", "r_proj",
                                      "diverged", "divergence", "steps", "best_epoch")}
         ))  # fmt: skip
-        np.save(tmp / "outputs_test.npy", test_out)
+        np.save(tmp / "outputs_test.npy", artefacts["outputs_test"])
+        if "reliability" in artefacts:
+            (tmp / "reliability.json").write_text(json.dumps(artefacts["reliability"], indent=2))
         (tmp / METRICS_FILE).write_text(_json(metrics))
         if run_dir.exists():  # an unfinished directory from an interrupted run
             shutil.rmtree(run_dir)
