@@ -16,6 +16,7 @@ from rich.table import Table
 from antireg.data import DataError
 from antireg.experiments.config import ConfigError, load_config, packaged_configs
 from antireg.experiments.sweep import SweepError, run_sweep
+from antireg.report import ReportError, write_report
 
 DEFAULT_CONFIG = "diabetes_reg"
 
@@ -41,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, default=None,
                      help="data folder (default $ANTIREG_DATA_DIR, else data/raw)")
     run.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--report", action="store_true", help="write the report (report/ in the output dir) at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    report = sub.add_parser("report", help="tables, figures and an HTML page from results/")
+    report.add_argument("results_dir", type=Path, help="a results/ folder written by `antireg run`")
+    report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default report/)")
+    report.add_argument("--experiments-dir", type=Path, default=None,
+                        help="per-run directories (default: experiments/ beside results_dir)")
+    report.add_argument("--only", action="append", metavar="EXPERIMENT", help="report only this experiment (repeatable)")
     sub.add_parser("configs", help="list the packaged configs")
     return parser
 
@@ -68,11 +76,21 @@ def _run(args: argparse.Namespace) -> int:
         cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
         jobs=args.jobs, progress=not args.quiet,
     )  # fmt: skip
+    if args.report:
+        paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment])
     if not args.quiet:
         console = Console(width=None if sys.stdout.isatty() else 150)
         _print_summary(result.summary, console)
         console.print(f"{result.n_run} runs trained, {result.n_skipped} already finished. "
                       f"Results: {result.runs_csv} and {result.summary_csv}")
+        if args.report:
+            console.print(f"Report: {paths.html} and {paths.markdown}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    paths = write_report(args.results_dir, args.out, args.experiments_dir, args.only)
+    print(f"Report: {paths.html} and {paths.markdown} ({len(paths.figures)} figure files)")
     return 0
 
 
@@ -82,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "configs":
             print("\n".join(packaged_configs()))
             return 0
-        return _run(args)
-    except (ConfigError, DataError) as exc:
+        return _report(args) if args.command == "report" else _run(args)
+    except (ConfigError, DataError, ReportError) as exc:
         print(f"antireg: error: {exc}", file=sys.stderr)
         return 2
     except SweepError as exc:

@@ -80,8 +80,12 @@ def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
     requested, clamped = lam, False
     if eigs is not None and spec.spectral_eta is not None:
         lam, clamped = spectral_clamp(lam, eigs, n, eta=spec.spectral_eta)
-    df_per_n = float(spectral.dof(eigs, n * lam)) / n if eigs is not None else math.nan
-    return {"lambda_n": lam, "lambda_requested": requested, "clamped": clamped, "df_per_n": df_per_n}
+    known = eigs is not None
+    return {
+        "lambda_n": lam, "lambda_requested": requested, "clamped": clamped,
+        "lambda_bound": spectral.safe_alpha_min(eigs, spec.spectral_eta or 0.1) / n if known else math.nan,
+        "df_per_n": float(spectral.dof(eigs, n * lam)) / n if known else math.nan,
+    }  # fmt: skip
 
 
 def _optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
@@ -200,7 +204,7 @@ def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) ->
         ))  # fmt: skip
         _write_csv(tmp / "log.csv", history)
         (tmp / "diagnostics.json").write_text(_json(
-            {k: metrics[k] for k in ("lambda_n", "lambda_requested", "clamped", "df_per_n", "r_clip", "r_proj",
+            {k: metrics[k] for k in ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_per_n", "r_clip", "r_proj",
                                      "diverged", "divergence", "steps", "best_epoch")}
         ))  # fmt: skip
         np.save(tmp / "outputs_test.npy", artefacts["outputs_test"])

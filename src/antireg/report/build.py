@@ -1,0 +1,113 @@
+"""Assemble the report of a results directory: Markdown, standalone HTML, PNG + SVG figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from antireg.report import figures, tables
+from antireg.report.render import Block, FigureRef, Heading, Text, to_html, to_markdown
+from antireg.report.results import BASELINE, Experiment, load_experiments
+
+TITLE = "antireg report"
+
+
+@dataclass
+class ReportPaths:
+    """What :func:`write_report` wrote."""
+
+    markdown: Path
+    html: Path
+    figures: list[Path]  # PNG and SVG
+
+
+def _figure(fig, stem: Path, caption: str, written: list[Path]) -> FigureRef:
+    png, svg = figures.save(fig, stem)
+    written += [png, svg]
+    return FigureRef(png, svg, caption)
+
+
+def _overview(exp: Experiment) -> str:
+    r = exp.runs
+    seeds = ", ".join(str(s) for s in sorted(r["seed"].unique()))
+    fractions = ", ".join(f"{f:g}" for f in sorted(r["fraction"].unique()))
+    return (
+        f"Dataset {r['dataset'].iloc[0]} ({exp.task}); {len(r)} runs: seeds {seeds}; training fractions {fractions}; "
+        f"optimizers {', '.join(exp.optimizers)}; methods {', '.join(exp.labels)}. "
+        f"{BASELINE} is the λ = 0 baseline; 'ar: <ablation>' rows are AR ablations (l2 is ordinary ridge, λ > 0). "
+        f"Each row uses the λ₀ (and α) chosen on validation; CIs are 95% Student-t over seeds."
+    )
+
+
+def _clamp_note(exp: Experiment) -> str:
+    ar = exp.runs[exp.runs["method"] != BASELINE]
+    k = int(ar["clamped"].eq(True).sum())
+    if ar["df_per_n"].isna().all():
+        return "No spectrum is known for this model, so no spectral bound or df/n applies; λ(n) is as scheduled."
+    return (
+        f"{k} of {len(ar)} regularised runs requested a λ below the spectral safe bound −(1−η)·s_min²/n and were "
+        "clamped to it; red marks show the bound where it bit (one per clamped condition)."
+    )
+
+
+def _experiment_blocks(exp: Experiment, fig_dir: Path, written: list[Path]) -> list[Block]:
+    blocks: list[Block] = [
+        Heading(2, exp.name),
+        Text(_overview(exp)),
+        Heading(3, f"{exp.headline} vs training size"),
+        _figure(figures.headline_figure(exp), fig_dir / f"{exp.name}_headline",
+                f"{exp.name}: {exp.headline} vs n (log), mean with 95% CI band over seeds.", written),
+        Heading(3, "Tables"),
+        Text(tables.TABLE_NOTE),
+    ]  # fmt: skip
+    for metric in exp.test_metrics:
+        blocks += [tables.metric_table(exp, metric, opt) for opt in exp.optimizers]
+    blocks += [tables.hyper_table(exp, opt) for opt in exp.optimizers]
+    blocks += [
+        Heading(3, "λ(n) used and df/n"),
+        _figure(figures.lambda_figure(exp), fig_dir / f"{exp.name}_lambda",
+                f"{exp.name}: λ(n) actually used (symmetric log scale; AR < 0 < L2). {_clamp_note(exp)}", written),
+        Heading(3, "Diagnostics per training fraction"),
+        _figure(figures.diagnostics_figure(exp), fig_dir / f"{exp.name}_diagnostics",
+                f"{exp.name}: output-scale ratio ρ (healthy near 1), fractions of clipped and projected steps "
+                "(mean ± 95% CI), and diverged seeds.", written),
+    ]  # fmt: skip
+    reliability = figures.reliability_figure(exp)
+    if reliability is not None:
+        blocks += [
+            Heading(3, "Reliability"),
+            _figure(reliability, fig_dir / f"{exp.name}_reliability",
+                    f"{exp.name}: reliability diagrams on the test set, {BASELINE} vs ar at the chosen λ₀, "
+                    "bins pooled over seeds; ECE is the mean ± 95% CI over seeds.", written),
+        ]  # fmt: skip
+    return blocks
+
+
+def write_report(
+    results_dir: str | Path,
+    out_dir: str | Path,
+    experiments_dir: str | Path | None = None,
+    names: list[str] | None = None,
+) -> ReportPaths:
+    """Write ``report.md``, ``report.html`` and ``figures/*.{png,svg}`` into ``out_dir``.
+
+    ``results_dir`` holds ``E.csv`` and ``E_summary.csv`` per experiment (all of them are
+    reported, or only ``names``). ``experiments_dir`` holds the run folders, read for
+    reliability diagrams; by default the ``experiments`` folder beside ``results_dir``.
+    Raises :class:`ReportError` when there is nothing to report.
+    """
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    if experiments_dir is None and (results_dir.parent / "experiments").is_dir():
+        experiments_dir = results_dir.parent / "experiments"
+    exps = load_experiments(results_dir, experiments_dir, names)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    names_text = ", ".join(e.name for e in exps)
+    blocks: list[Block] = [Heading(1, TITLE), Text(f"Experiments: {names_text}. Source: {results_dir}.")]
+    for exp in exps:
+        blocks += _experiment_blocks(exp, fig_dir, written)
+    paths = ReportPaths(out_dir / "report.md", out_dir / "report.html", written)
+    paths.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
+    paths.html.write_text(to_html(blocks, TITLE), encoding="utf-8")
+    return paths
