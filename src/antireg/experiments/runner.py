@@ -180,33 +180,22 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) -> dict:
-    """Run ``spec`` unless already finished; return its metrics.
+DIAGNOSTICS = ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_per_n", "r_clip", "r_proj",
+               "diverged", "divergence", "steps", "best_epoch")  # fmt: skip
 
-    Runs single-threaded so that results are bit-identical whichever executor
-    (and however many workers) ran them.
-    """
+
+def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history: list[dict], artefacts: dict) -> None:
+    """Write a finished run's directory atomically: build it under a temporary name,
+    then rename, so a directory named after a run id always holds a complete run."""
     experiments_dir = Path(experiments_dir)
     run_dir = experiments_dir / spec.run_id
-    if is_done(run_dir):
-        return read_metrics(run_dir)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        metrics, history, artefacts = train_run(spec, data_dir)
-    finally:
-        torch.set_num_threads(threads)
     experiments_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.run_id}-", dir=experiments_dir))
     try:
-        (tmp / "config.json").write_text(_json(
-            {"run_id": spec.run_id, "condition_id": spec.condition_id, **spec.model_dump(mode="json")}
-        ))  # fmt: skip
+        config = {"run_id": spec.run_id, "condition_id": spec.condition_id, **spec.model_dump(mode="json")}
+        (tmp / "config.json").write_text(_json(config))
         _write_csv(tmp / "log.csv", history)
-        (tmp / "diagnostics.json").write_text(_json(
-            {k: metrics[k] for k in ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_per_n", "r_clip", "r_proj",
-                                     "diverged", "divergence", "steps", "best_epoch")}
-        ))  # fmt: skip
+        (tmp / "diagnostics.json").write_text(_json({k: metrics[k] for k in DIAGNOSTICS}))
         np.save(tmp / "outputs_test.npy", artefacts["outputs_test"])
         if "reliability" in artefacts:
             (tmp / "reliability.json").write_text(json.dumps(artefacts["reliability"], indent=2))
@@ -216,4 +205,22 @@ def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) ->
         os.replace(tmp, run_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) -> dict:
+    """Run ``spec`` unless already finished; return its metrics.
+
+    Runs single-threaded so that results are bit-identical whichever executor
+    (and however many workers) ran them.
+    """
+    run_dir = Path(experiments_dir) / spec.run_id
+    if is_done(run_dir):
+        return read_metrics(run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics, history, artefacts = train_run(spec, data_dir)
+    finally:
+        torch.set_num_threads(threads)
+    write_run(spec, experiments_dir, metrics, history, artefacts)
     return metrics
