@@ -1,0 +1,119 @@
+"""The sharpness-aware family: SAM, ASAM, GSAM.
+
+Each evaluates g = ∇L(θ), steps to θ + ε̂ inside the ρ-ball, takes the gradient
+gᵖ = ∇L(θ + ε̂) there, and returns θ unchanged with the update direction in ``p.grad``.
+
+- Foret, Kleiner, Mobahi, Neyshabur (2021). Sharpness-Aware Minimization for
+  Efficiently Improving Generalization. ICLR.
+- Kwon, Kim, Park, Choi (2021). ASAM: Adaptive Sharpness-Aware Minimization for
+  Scale-Invariant Learning of Deep Neural Networks. ICML.
+- Zhuang, Gong, Yuan, Cui, Adam, Dvornek, Tatikonda, Duncan, Liu (2022). Surrogate
+  Gap Minimization Improves Sharpness-Aware Training. ICLR.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, dot, perturbed, scaled_to
+from antireg.safeguards import global_norm
+
+
+class SAM(Rule):
+    """SAM: ε̂ = ρ g/‖g‖ (Foret et al., Eq. 2), update along gᵖ = ∇L(θ + ε̂) (Eq. 3,
+    the second-order term dropped as in the paper)."""
+
+    def __init__(self, rho: float = 0.05) -> None:
+        if not rho > 0:
+            raise ValueError(f"rho must be > 0, got {rho}")
+        self.rho = float(rho)
+
+    def current_rho(self) -> float:
+        """ρ for this step (constant here; GSAM may schedule it)."""
+        return self.rho
+
+    def epsilon(self, batch: Batch, g: Grads) -> Grads:
+        """The ascent step ε̂ inside the ρ-ball."""
+        return scaled_to(self.current_rho(), g)
+
+    def ascent(self, batch: Batch) -> tuple[torch.Tensor, Grads, Grads]:
+        """(L(θ), g = ∇L(θ), gᵖ = ∇L(θ + ε̂)), θ left as it was."""
+        loss, g = batch.grad()
+        with perturbed(batch.params, self.epsilon(batch, g)):
+            _, g_p = batch.grad()
+        return loss, g, g_p
+
+    def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
+        loss, _, g_p = self.ascent(batch)
+        return loss, g_p
+
+
+class ASAM(SAM):
+    """ASAM: adaptive (scale-invariant) neighbourhood ‖T⁻¹ε‖ ≤ ρ, so
+    ε̂ = ρ T² g / ‖T g‖ (Kwon et al., Algorithm 1), with the elementwise
+    T = |w| + η on weights and T = 1 on biases and other non-weight parameters, as in the
+    authors' code (SamsungLabs/ASAM, which treats parameters named ``*weight*``)."""
+
+    def __init__(self, rho: float = 0.5, eta: float = 0.01) -> None:
+        super().__init__(rho)
+        if not eta >= 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        self.eta = float(eta)
+
+    def epsilon(self, batch: Batch, g: Grads) -> Grads:
+        # T per tensor; None stands for T = 1 (no multiply where nothing is normalised)
+        t = [p.detach().abs() + self.eta if "weight" in name else None for name, p in zip(batch.names, batch.params)]
+        tg = [gi if ti is None else ti * gi for ti, gi in zip(t, g)]
+        t2g = [tgi if ti is None else ti * tgi for ti, tgi in zip(t, tg)]
+        return torch._foreach_mul(t2g, self.current_rho() / (float(global_norm(tg)) + NORM_EPS))
+
+
+class GSAM(SAM):
+    """GSAM: split g into parts parallel and orthogonal to gᵖ,
+    g∥ = (⟨g, gᵖ⟩/‖gᵖ‖²) gᵖ, g⊥ = g − g∥, and update along gᵖ − α g⊥
+    (Zhuang et al., Algorithm 1). α = 0 is SAM.
+
+    ρ schedule (the paper's ImageNet setting): with ``rho_min`` set, ρ follows the
+    learning rate lr_t of the bound optimizer's first parameter group,
+    ρ_t = ρ_min + (ρ − ρ_min)·(lr_t − lr_min)/(lr_max − lr_min);
+    ``lr_max`` defaults to the optimizer's constructor learning rate. Without
+    ``rho_min``, ρ is constant.
+    """
+
+    def __init__(
+        self,
+        rho: float = 0.05,
+        alpha: float = 0.1,
+        rho_min: float | None = None,
+        lr_max: float | None = None,
+        lr_min: float = 0.0,
+    ) -> None:
+        super().__init__(rho)
+        if rho_min is not None and not 0 <= rho_min <= rho:
+            raise ValueError(f"rho_min must lie in [0, rho={rho}], got {rho_min}")
+        self.alpha = float(alpha)
+        self.rho_min = rho_min
+        self.lr_max = lr_max
+        self.lr_min = float(lr_min)
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    def bind(self, optimizer: torch.optim.Optimizer) -> None:
+        """Read the learning rate from ``optimizer`` (TrainStep calls this)."""
+        self._optimizer = optimizer
+
+    def current_rho(self) -> float:
+        if self.rho_min is None:
+            return self.rho
+        if self._optimizer is None:
+            raise RuntimeError("GSAM's rho schedule reads the learning rate: use a TrainStep or call bind(optimizer)")
+        lr = self._optimizer.param_groups[0]["lr"]
+        lr_max = self.lr_max if self.lr_max is not None else self._optimizer.defaults["lr"]
+        if lr_max <= self.lr_min:
+            raise ValueError(f"GSAM needs lr_max > lr_min, got lr_max={lr_max}, lr_min={self.lr_min}")
+        return self.rho_min + (self.rho - self.rho_min) * (lr - self.lr_min) / (lr_max - self.lr_min)
+
+    def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
+        loss, g, g_p = self.ascent(batch)
+        coef = float(dot(g, g_p)) / (float(dot(g_p, g_p)) + NORM_EPS)
+        g_perp = add(g, g_p, alpha=-coef)
+        return loss, add(g_p, g_perp, alpha=-self.alpha)
