@@ -325,3 +325,38 @@ def test_classification_sweep_metrics_reliability_and_ntk_clamp(tmp_path):
     assert m["accuracy"] == pytest.approx(row["test_accuracy"]) and m["ece"] == pytest.approx(row["test_ece"])
     rel = json.loads((run_dir / "reliability.json").read_text())
     assert len(rel["bin_edges"]) == 11 and sum(rel["count"]) == len(y)
+
+
+# -- relatives ------------------------------------------------------------------------------
+
+
+def test_relatives_grid_methods_and_validation(tmp_path):
+    cfg = _cfg(relatives={"sam": {"rho": [0.01, 0.05]}, "igr": {}, "flooding": {"b": 0.1}},
+               relatives_with_ar=True, ablations=["none"])
+    specs = expand(cfg, 442)
+    per_condition = 1 + 2 + (2 + 1 + 1) + (2 + 1 + 1) * 2  # baseline, AR λ₀s, relatives, relatives with AR
+    assert len(specs) == 2 * 2 * per_condition
+    sam = [s for s in specs if s.method == "sam"]
+    assert {s.rule_params["rho"] for s in sam} == {0.01, 0.05}
+    assert all(s.lambda0 == 0 and s.grad_clip is None for s in sam)
+    combo = [s for s in specs if s.method == "ar+sam"]
+    assert all(s.lambda0 < 0 and s.rule == "sam" and s.trust_factor is not None for s in combo)
+    for bad, fragment in [({"sam": {"roh": 0.1}}, "valid parameters: rho"), ({"adamw": {}}, "unknown relative"),
+                          ({"sam": {"rho": []}}, "at least one value"), ({"sam": {"rho": -1.0}}, "rho must be > 0")]:
+        with pytest.raises(ConfigError, match=fragment):
+            load_config(str(_write(tmp_path, {**TINY, "relatives": bad})))
+
+
+def test_relatives_run_side_by_side_and_are_chosen_on_validation(tmp_path):
+    cfg = _cfg(seeds=[0], fractions=[0.2], relatives={"sam": {"rho": [0.01, 0.5]}, "igr": {}},
+               ablations=["none"], model={"kind": "mlp", "width": 8, "depth": 1})
+    result = run_sweep(cfg, tmp_path, progress=False)
+    runs, summary = result.runs, result.summary
+    sam = runs[runs["method"] == "sam"]
+    assert set(sam["rule_params"]) == {"rho=0.01", "rho=0.5"}
+    assert sam["test_rmse"].nunique() == 2  # the parameter reached the rule
+    row = summary[summary["method"] == "sam"].iloc[0]
+    assert row["rule_params"] == sam.loc[sam["val_rmse"].idxmin(), "rule_params"]
+    igr = runs[runs["method"] == "igr"].iloc[0]
+    erm = runs[runs["method"] == "erm"].iloc[0]
+    assert igr["test_rmse"] != erm["test_rmse"]  # IGR got the optimizer's lr and did something

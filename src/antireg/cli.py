@@ -57,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_summary(summary, console: Console) -> None:
     metrics = ["test_rmse"] if "test_rmse_mean" in summary else ["test_accuracy", "test_nll", "test_ece"]
     table = Table(title=f"{summary['experiment'].iloc[0]}: mean ± 95% CI over seeds, λ₀ chosen on validation")
-    for col in ("method", "ablation", "opt", "fraction", "n", "λ₀", *metrics, "ρ", "r_clip", "r_proj", "diverged"):
+    for col in ("method", "ablation", "opt", "fraction", "n", "λ₀", "params", *metrics, "ρ", "r_clip", "r_proj", "diverged"):
         table.add_column(col, justify="left" if col in ("method", "ablation", "opt") else "right")
     for _, r in summary.iterrows():
         table.add_row(
             r["method"], r["ablation"], r["optimizer"], f"{r['fraction']:g}", str(r["n_train"]), f"{r['lambda0']:g}",
+            r["rule_params"],
             *(f"{r[m + '_mean']:.4g} ± {r[m + '_ci95']:.2g}" for m in metrics), f"{r['rho_mean']:.3f}",
             f"{r['r_clip_mean']:.3f}", f"{r['r_proj_mean']:.3f}", f"{r['n_diverged']}/{r['n_seeds']}",
         )  # fmt: skip

@@ -19,7 +19,7 @@ from antireg.experiments.grid import RunSpec
 from antireg.experiments.runner import is_done, read_metrics
 
 GROUP = ["method", "ablation", "optimizer", "fraction"]
-HYPER = ["lambda0", "alpha"]
+HYPER = ["lambda0", "alpha", "rule_params"]
 SUMMARY_METRICS = [
     "test_rmse", "test_mae", "test_r2", "val_rmse",
     "test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "val_ece",
@@ -74,19 +74,19 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
     rows = []
     for key, group in df.groupby(GROUP, sort=True):
         means = group.groupby(HYPER)[select_by].mean().fillna(np.inf)
-        lam0, alpha = means.idxmin()
-        chosen = group[(group["lambda0"] == lam0) & (group["alpha"] == alpha)]
+        lam0, alpha, rule_params = means.idxmin()
+        chosen = group[(group["lambda0"] == lam0) & (group["alpha"] == alpha) & (group["rule_params"] == rule_params)]
         row = dict(zip(GROUP, key))
         row.update(
             experiment=chosen["experiment"].iloc[0], dataset=chosen["dataset"].iloc[0],
-            n_train=int(chosen["n_train"].iloc[0]), lambda0=lam0, alpha=alpha,
+            n_train=int(chosen["n_train"].iloc[0]), lambda0=lam0, alpha=alpha, rule_params=rule_params,
             n_seeds=len(chosen), n_diverged=int(chosen["diverged"].sum()),
         )  # fmt: skip
         for m in metrics:
             row[f"{m}_mean"] = chosen[m].mean()
             row[f"{m}_ci95"] = _ci95(chosen[m])
         rows.append(row)
-    first = ["experiment", "dataset", *GROUP, "n_train", "lambda0", "alpha", "n_seeds", "n_diverged"]
+    first = ["experiment", "dataset", *GROUP, "n_train", *HYPER, "n_seeds", "n_diverged"]
     out = pd.DataFrame(rows)
     return out[first + [c for c in out.columns if c not in first]] if rows else out
 

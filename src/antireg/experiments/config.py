@@ -102,6 +102,28 @@ class ExperimentCfg(_Strict):
     safeguards: SafeguardsCfg = SafeguardsCfg()
     ablations: Annotated[list[Literal[ABLATIONS]], Field(min_length=1)] = ["none"]  # type: ignore[valid-type]
     add_baseline_zero: bool = True
+    # relatives to compare, each a gradient rule with a grid of its parameters (a scalar is a
+    # one-point grid), e.g. {sam: {rho: [0.01, 0.05]}, flooding: {b: [0.02]}}; chosen on validation
+    relatives: dict[str, dict[str, Any]] = {}
+    relatives_with_ar: bool = False  # also run AR (ablation none) combined with each relative
+
+    @field_validator("relatives")
+    @classmethod
+    def _known_rules(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, list]]:
+        from antireg.rules import RULES, make_rule
+
+        grids = {}
+        for name, params in v.items():
+            if name == "erm" or name not in RULES:
+                raise ValueError(f"unknown relative {name!r}; choose from {', '.join(r for r in RULES if r != 'erm')}")
+            grids[name] = {k: val if isinstance(val, list) else [val] for k, val in params.items()}
+            if any(not vals for vals in grids[name].values()):
+                raise ValueError(f"relative {name!r}: every parameter needs at least one value")
+            first = {k: vals[0] for k, vals in grids[name].items()}
+            if name == "igr":  # IGR's step size is the optimizer's learning rate
+                first.setdefault("lr", 0.1)
+            make_rule(name, **first)  # its ValueError names the valid parameters
+        return grids
 
     @field_validator("fractions", "seeds", "ablations")
     @classmethod

@@ -8,6 +8,7 @@ exist" and any executor produces the same files.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ class RunSpec(BaseModel):
     optimizer: Literal["sgd", "adam"]
     optim: OptimizerCfg
     training: TrainingCfg
-    method: Literal["erm", "ar"]
+    method: str  # "erm" (λ = 0), "ar", a relative's rule name, or "ar+<rule>"
     ablation: str
     schedule: Literal["zero", "power_law", "constant", "dof_target"]
     lambda0: float
@@ -54,6 +55,8 @@ class RunSpec(BaseModel):
     spectral_eta: float | None
     ntk: bool
     ece_bins: int
+    rule: str = "erm"
+    rule_params: dict[str, Any] = {}
 
     def _digest(self, fields: set[str] | None = None) -> str:
         blob = json.dumps(self.model_dump(mode="json", include=fields), sort_keys=True)
@@ -107,7 +110,24 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
                     ))  # fmt: skip
                 for ablation in cfg.ablations:
                     specs.extend(_ar_runs(cfg, common, ablation, sg))
+                for rule, grid in cfg.relatives.items():
+                    for params in _product(grid):
+                        specs.append(RunSpec(
+                            **common, method=rule, ablation="none", schedule="zero", lambda0=0.0, alpha=0.0,
+                            grad_clip=None, trust_radius=None, trust_factor=None, spectral_eta=None,
+                            rule=rule, rule_params=params,
+                        ))  # fmt: skip
+                        if cfg.relatives_with_ar:
+                            specs.extend(
+                                s.model_copy(update={"method": f"ar+{rule}", "rule": rule, "rule_params": params})
+                                for s in _ar_runs(cfg, common, "none", sg)
+                            )
     return list({s.run_id: s for s in specs}.values())
+
+
+def _product(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Every combination of a parameter grid, as dicts (one empty dict for no parameters)."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 def _ar_runs(cfg: ExperimentCfg, common: dict, ablation: str, sg) -> list[RunSpec]:

@@ -27,6 +27,7 @@ from antireg.calibration import classification_metrics, reliability_diagram
 from antireg.models import make_model
 from antireg.ntk import ntk_spectrum
 from antireg.penalty import ProximityPenalty
+from antireg.rules import make_rule
 from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
 from antireg.step import TrainStep
 from antireg.train import cross_entropy, fit, squared_error
@@ -138,9 +139,13 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], di
     lam = resolve_lambda(spec, spectrum(spec, model, t["X_train"]))
     params = [p for p in model.parameters() if p.requires_grad]
     use_trust = spec.trust_radius is not None or spec.trust_factor is not None
+    rule_params = dict(spec.rule_params)
+    if spec.rule == "igr":  # IGR's step size h is the learning rate
+        rule_params.setdefault("lr", spec.optim.lr)
     step = TrainStep(
         model,
         _optimizer(spec, params),
+        rule=make_rule(spec.rule, **rule_params),
         penalty=ProximityPenalty(params, lam["lambda_n"], spec.center) if lam["lambda_n"] else None,
         clip=GradClip(params, spec.grad_clip) if spec.grad_clip is not None else None,
         trust_region=TrustRegion(params, spec.trust_radius, spec.trust_factor) if use_trust else None,
@@ -157,7 +162,7 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], di
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
-        lambda0=spec.lambda0, alpha=spec.alpha, **lam,
+        lambda0=spec.lambda0, alpha=spec.alpha, rule_params=format_params(spec.rule_params), **lam,
         r_clip=step.clip.rate if step.clip else 0.0,
         r_proj=step.trust_region.rate if step.trust_region else 0.0,
         diverged=result.diverged, divergence=result.divergence, steps=result.steps,
@@ -165,6 +170,11 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], di
         wall_s=time.perf_counter() - start,
     )  # fmt: skip
     return metrics, result.history, artefacts
+
+
+def format_params(params: dict) -> str:
+    """A relative's hyperparameters as one readable, sortable cell: ``eps=0.01,gamma=0.1``."""
+    return ",".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
 
 
 def _json(obj: dict) -> str:
