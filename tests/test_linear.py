@@ -1,0 +1,324 @@
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from antireg.linear import ARRidge, ARRidgeCV
+
+
+def _problem(n, d, n_targets=None, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) + rng.normal(size=d)
+    shape = (d,) if n_targets is None else (d, n_targets)
+    y = X @ rng.normal(size=shape) + 0.5 * rng.normal(size=(n,) + shape[1:]) + 2.0
+    return X, y, rng.uniform(0.3, 3.0, n)
+
+
+def _centre(X, y, sw, fit_intercept):
+    """Independent oracle of the weighted centring: returns sqrt(sw)-scaled Xc, yc."""
+    if not fit_intercept:
+        xm, ym = np.zeros(X.shape[1]), np.zeros(y.shape[1:])
+    else:
+        xm, ym = np.average(X, axis=0, weights=sw), np.average(y, axis=0, weights=sw)
+    r = np.sqrt(sw)
+    return r[:, None] * (X - xm), (r if y.ndim == 1 else r[:, None]) * (y - ym), xm, ym
+
+
+def _alpha_min(Xc, eta=0.1):
+    s = np.linalg.svd(Xc, compute_uv=False)
+    return -(1 - eta) * s[s > 1e-8 * s[0]].min() ** 2
+
+
+def _oracle_fit(X, y, alpha, sw=None, fit_intercept=True):
+    """Primal (n > d) or kernel (n < d) normal equations, solved directly."""
+    sw = np.ones(len(X)) if sw is None else sw
+    Xc, yc, xm, ym = _centre(X, y, sw, fit_intercept)
+    n, d = X.shape
+    if n > d:
+        w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(d), Xc.T @ yc)
+    else:
+        w = Xc.T @ np.linalg.solve(Xc @ Xc.T + alpha * np.eye(n), yc)
+    return w, ym - xm @ w
+
+
+@parametrize_with_checks(
+    [ARRidge(), ARRidgeCV()],
+    expected_failed_checks=lambda est: (
+        {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "leaving out one sample of weight k is not leaving out one of k copies"
+            )
+        }
+        if isinstance(est, ARRidgeCV)
+        else {}
+    ),
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# --- ARRidge ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("frac", [0.95, 0.5, 0.1])
+def test_negative_alpha_matches_normal_equations_tall(fit_intercept, weighted, frac):
+    X, y, sw = _problem(60, 8)
+    sw = sw if weighted else None
+    Xc = _centre(X, y, np.ones(60) if sw is None else sw, fit_intercept)[0]
+    alpha = frac * _alpha_min(Xc)
+    model = ARRidge(alpha=alpha, fit_intercept=fit_intercept).fit(X, y, sample_weight=sw)
+    w, b = _oracle_fit(X, y, alpha, sw, fit_intercept)
+    np.testing.assert_allclose(model.coef_, w, rtol=1e-9)
+    assert model.intercept_ == pytest.approx(b, rel=1e-9, abs=1e-12)
+    assert model.alpha_ == alpha
+    assert model.alpha_min_ == pytest.approx(_alpha_min(Xc), rel=1e-9)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("frac", [0.9, 0.3, -2.0])  # -2: positive alpha
+def test_wide_matches_kernel_form(fit_intercept, frac):
+    X, y, _ = _problem(15, 40)
+    Xc = X - X.mean(axis=0) if fit_intercept else X
+    alpha = frac * _alpha_min(Xc)
+    model = ARRidge(alpha=alpha, fit_intercept=fit_intercept).fit(X, y)
+    w, b = _oracle_fit(X, y, alpha, fit_intercept=fit_intercept)
+    np.testing.assert_allclose(model.coef_, w, rtol=1e-9)
+    assert model.intercept_ == pytest.approx(b, rel=1e-9, abs=1e-12)
+    # min-norm: the solution lies in the row space of the centred design
+    np.testing.assert_allclose(Xc.T @ np.linalg.lstsq(Xc.T, model.coef_)[0], model.coef_)
+
+
+@pytest.mark.parametrize("shape", [(50, 10), (10, 50)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_targets", [None, 3])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 10.0])
+def test_nonnegative_alpha_matches_sklearn_ridge(shape, fit_intercept, weighted, n_targets, alpha):
+    if alpha == 0.0 and shape[0] < shape[1] and fit_intercept:
+        pytest.skip("Ridge(solver='svd') keeps a rounding-level singular value after centring")
+    X, y, sw = _problem(*shape, n_targets=n_targets)
+    sw = sw if weighted else None
+    ref = Ridge(alpha=alpha, fit_intercept=fit_intercept, solver="svd").fit(X, y, sw)
+    models = [ARRidge(alpha=alpha, fit_intercept=fit_intercept)]
+    if alpha > 0 or shape[0] > shape[1]:  # else LOO is 0/0: interpolation
+        models.append(ARRidgeCV(alphas=[alpha], fit_intercept=fit_intercept))
+    for model in models:
+        model.fit(X, y, sample_weight=sw)
+        np.testing.assert_allclose(model.coef_, ref.coef_, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(model.intercept_, ref.intercept_, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(model.predict(X), ref.predict(X), rtol=1e-8)
+
+
+def test_dof_is_trace_of_smoother():
+    X, y, _ = _problem(40, 6)
+    Xc = X - X.mean(axis=0)
+    for alpha in [0.9 * _alpha_min(Xc), 0.0, 5.0]:
+        model = ARRidge(alpha=alpha).fit(X, y)
+        S = Xc @ np.linalg.solve(Xc.T @ Xc + alpha * np.eye(6), Xc.T)
+        assert model.dof_ == pytest.approx(np.trace(S), rel=1e-10)
+    assert ARRidge(alpha=0.0).fit(X, y).dof_ == pytest.approx(6.0)
+
+
+def test_clamp_exactly_at_bound_with_warning():
+    X, y, _ = _problem(40, 6)
+    bound = _alpha_min(X - X.mean(axis=0))
+    with pytest.warns(UserWarning, match="spectral-safety bound") as record:
+        model = ARRidge(alpha=-1e6).fit(X, y)
+    message = str(record[0].message)
+    assert "-1000000.0" in message and repr(model.alpha_min_) in message
+    assert model.alpha_ == model.alpha_min_ == pytest.approx(bound, rel=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at the bound itself: no clamp, no warning
+        at_bound = ARRidge(alpha=model.alpha_min_).fit(X, y)
+    np.testing.assert_array_equal(at_bound.coef_, model.coef_)
+    w, _ = _oracle_fit(X, y, bound)
+    np.testing.assert_allclose(model.coef_, w, rtol=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(50, 5), (8, 30)])
+def test_zero_alpha_is_min_norm_least_squares(shape):
+    X, y, _ = _problem(*shape)
+    X = np.column_stack([X, X[:, 0] + X[:, 1]])  # collinear
+    rank = min(shape[0] - 1, shape[1])
+    model = ARRidge(alpha=0.0).fit(X, y)
+    assert model.dof_ == pytest.approx(rank)
+    assert model.alpha_min_ < -1e-3  # null directions do not pin the bound at ~0
+    np.testing.assert_allclose(
+        model.coef_, np.linalg.pinv(X - X.mean(0)) @ (y - y.mean()), rtol=1e-8
+    )
+
+
+# --- ARRidgeCV -------------------------------------------------------------
+
+
+def _brute_force_loo(X, y, alphas, sw, fit_intercept):
+    """-mean(sw_i * e_i^2) over explicit leave-one-out refits (RidgeCV's convention)."""
+    n = len(X)
+    scores = []
+    for alpha in alphas:
+        errors = []
+        for i in range(n):
+            keep = np.arange(n) != i
+            w, b = _oracle_fit(X[keep], y[keep], alpha, sw[keep], fit_intercept)
+            errors.append(y[i] - X[i] @ w - b)
+        scores.append(-np.mean(sw * np.square(errors)))
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("shape", [(25, 4), (8, 20)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loo_matches_brute_force_refits(shape, fit_intercept, weighted):
+    X, y, sw = _problem(*shape)
+    sw = sw if weighted else np.ones(len(X))
+    bound = _alpha_min(_centre(X, y, sw, fit_intercept)[0])
+    alphas = np.array([0.99 * bound, 0.5 * bound, 0.1 * bound, 1.0, 20.0])
+    model = ARRidgeCV(alphas=alphas, fit_intercept=fit_intercept, store_cv_results=True)
+    model.fit(X, y, sample_weight=sw)
+    expected = _brute_force_loo(X, y, alphas, sw, fit_intercept)
+    np.testing.assert_allclose(-model.cv_results_.mean(axis=0), expected, rtol=1e-7)
+    assert model.best_score_ == pytest.approx(expected.max(), rel=1e-7)
+    assert model.alpha_ == alphas[np.argmax(expected)]
+
+
+def test_loo_scores_match_sklearn_ridgecv_for_positive_alphas():
+    X, y, sw = _problem(30, 5, n_targets=2)
+    alphas = [0.01, 0.3, 3.0, 30.0]
+    ours = ARRidgeCV(alphas=alphas, store_cv_results=True).fit(X, y, sw)
+    ref = RidgeCV(alphas=alphas, store_cv_results=True).fit(X, y, sample_weight=sw)
+    assert ours.cv_results_.shape == ref.cv_results_.shape == (30, 2, 4)
+    np.testing.assert_allclose(ours.cv_results_, ref.cv_results_, rtol=1e-9)
+    assert ours.alpha_ == ref.alpha_
+    assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_gcv_matches_formula(fit_intercept):
+    X, y, _ = _problem(30, 5)
+    n = len(X)
+    Xc = _centre(X, y, np.ones(n), fit_intercept)[0]
+    alphas = np.array([0.8, 0.3]) * _alpha_min(Xc)
+    alphas = np.concatenate([alphas, [0.0, 2.0, 50.0]])
+    model = ARRidgeCV(alphas, criterion="gcv", fit_intercept=fit_intercept, store_cv_results=True)
+    model.fit(X, y)
+    gcv = []
+    for alpha in alphas:
+        H = Xc @ np.linalg.solve(Xc.T @ Xc + alpha * np.eye(5), Xc.T) + fit_intercept / n
+        gcv.append(n * np.sum(((np.eye(n) - H) @ y) ** 2) / (n - np.trace(H)) ** 2)
+    np.testing.assert_allclose(model.cv_results_.mean(axis=0), gcv, rtol=1e-9)
+    assert model.best_score_ == pytest.approx(-min(gcv), rel=1e-9)
+    assert model.alpha_ == alphas[np.argmin(gcv)]
+
+
+def test_undefined_criterion_skips_alphas_or_raises():
+    X, y, _ = _problem(8, 20)  # n < d with an intercept: alpha <= 0 interpolates
+    alphas = [-1e-3, 0.0, 1.0]
+    model = ARRidgeCV(alphas=alphas, criterion="gcv", store_cv_results=True).fit(X, y)
+    assert model.alpha_ == 1.0
+    assert np.isnan(model.cv_results_[:, :2]).all() and np.isfinite(model.cv_results_[:, 2]).all()
+    loo = ARRidgeCV(alphas=alphas, store_cv_results=True).fit(X, y)
+    assert np.isnan(loo.cv_results_[:, 1]).all()  # 0/0 at alpha = 0
+    with pytest.raises(ValueError, match="undefined for every alpha"):
+        ARRidgeCV(alphas=[0.0]).fit(X, y)
+
+
+@pytest.mark.parametrize("shape", [(40, 6), (6, 40)])
+def test_default_grid_spans_safe_negative_zero_and_positive(shape):
+    X, y, _ = _problem(*shape)
+    model = ARRidgeCV(n_alphas=40).fit(X, y)
+    grid = model.alphas_
+    assert grid.size == 40 and np.all(np.diff(grid) > 0)
+    assert grid[0] == model.alpha_min_ < 0 and 0.0 in grid and grid[-1] > 0
+    assert model.alpha_ in grid and model.alpha_ >= model.alpha_min_
+    single = ARRidge(alpha=model.alpha_).fit(X, y)
+    np.testing.assert_allclose(model.coef_, single.coef_)
+    assert model.dof_ == single.dof_
+
+
+def test_user_alphas_below_bound_are_dropped():
+    X, y, _ = _problem(40, 6)
+    bound = _alpha_min(X - X.mean(axis=0))
+    with pytest.warns(UserWarning, match="Dropping alphas"):
+        model = ARRidgeCV(alphas=[10 * bound, 0.5 * bound, 1.0]).fit(X, y)
+    np.testing.assert_allclose(model.alphas_, [0.5 * bound, 1.0])
+    with pytest.raises(ValueError, match="All alphas are below"):
+        ARRidgeCV(alphas=[10 * bound]).fit(X, y)
+
+
+def test_scoring_uses_predictions_on_original_scale():
+    X, y, _ = _problem(30, 5)
+    alphas = [-1.0, 0.1, 1.0, 100.0]
+    mse = ARRidgeCV(alphas=alphas, store_cv_results=True).fit(X, y)
+    scored = ARRidgeCV(alphas=alphas, scoring="neg_mean_squared_error", store_cv_results=True)
+    scored.fit(X, y)
+    assert scored.alpha_ == mse.alpha_
+    assert scored.best_score_ == pytest.approx(mse.best_score_, rel=1e-10)
+    np.testing.assert_allclose((y[:, None] - scored.cv_results_) ** 2, mse.cv_results_, rtol=1e-8)
+
+
+# --- validation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Est", [ARRidge, ARRidgeCV])
+def test_bad_input_raises_clear_errors(Est):
+    X, y, sw = _problem(20, 3)
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        Est().fit(X_nan, y)
+    with pytest.raises(ValueError, match="infinity"):
+        Est().fit(X, np.where(np.arange(20) == 3, np.inf, y))
+    with pytest.raises(ValueError, match="2D array"):
+        Est().fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        Est().fit(X, y[:-1])
+    with pytest.raises(ValueError, match="Negative values"):
+        Est().fit(X, y, sample_weight=-sw)
+    for eta in [0.0, 1.0, -0.5, 2.0]:
+        with pytest.raises(ValueError, match="eta"):
+            Est(eta=eta).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        Est().fit(X, y).predict(X[:, :2])
+
+
+def test_cv_parameter_validation():
+    X, y, _ = _problem(20, 3)
+    with pytest.raises(ValueError, match="criterion"):
+        ARRidgeCV(criterion="kfold").fit(X, y)
+    with pytest.raises(ValueError, match="n_alphas"):
+        ARRidgeCV(n_alphas=2).fit(X, y)
+    with pytest.raises(ValueError, match="finite"):
+        ARRidgeCV(alphas=[1.0, np.nan]).fit(X, y)
+    with pytest.raises(ValueError, match="finite"):
+        ARRidge(alpha=np.inf).fit(X, y)
+
+
+# --- properties ------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    n=st.integers(3, 30),
+    d=st.integers(1, 30),
+    frac=st.floats(-0.99, 5.0),
+    fit_intercept=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_stationarity_property(n, d, frac, fit_intercept, seed):
+    """w solves the (anti-)regularised normal equations on the row space."""
+    X, y, sw = _problem(n, d, seed=seed)
+    Xc, yc, _, _ = _centre(X, y, sw, fit_intercept)
+    s = np.linalg.svd(Xc, compute_uv=False)[: min(n - fit_intercept, d)]
+    assume(s[-1] >= 1e-3 * s[0])  # well-conditioned problems only
+    alpha = frac * abs(_alpha_min(Xc))
+    model = ARRidge(alpha=alpha, fit_intercept=fit_intercept).fit(X, y, sample_weight=sw)
+    w = model.coef_
+    gradient = Xc.T @ (Xc @ w - yc) + alpha * w
+    assert np.linalg.norm(gradient) <= 1e-8 * (np.linalg.norm(Xc.T @ yc) + 1)
+    assert model.dof_ == pytest.approx(np.sum(s**2 / (s**2 + alpha)), rel=1e-6)
