@@ -102,3 +102,30 @@ def test_spectral_clamp_at_the_bound():
     # the clamped Hessian eigenvalues μ/n + λ stay positive
     assert (eigs / n + spectral_clamp(-1e6, eigs, n)[0] > 0).all()
     assert spectral.safe_alpha_min(eigs, 0.1) / n == pytest.approx(bound)
+
+
+def test_flat_and_per_tensor_trust_region_agree():
+    from antireg.models import flatten_parameters
+
+    flat_params = _params(3)
+    module = torch.nn.Module()
+    for i, p in enumerate(flat_params):
+        module.register_parameter(f"p{i}", torch.nn.Parameter(p.detach().clone()))
+    flatten_parameters(module)
+    flat_params = list(module.parameters())
+    loose = [torch.nn.Parameter(p.detach().clone()) for p in flat_params]
+    a, b = TrustRegion(flat_params, radius=0.5), TrustRegion(loose, radius=0.5)
+    assert a._flat is not None and b._flat is None
+    for step in range(5):
+        with torch.no_grad():
+            for p, q in zip(flat_params, loose):
+                delta = torch.full_like(p, 0.1 * (step + 1))
+                p.add_(delta)
+                q.add_(delta)
+        assert a() == b()
+        for p, q in zip(flat_params, loose):
+            torch.testing.assert_close(p, q)
+    assert a.events == b.events > 0
+    # restoring a saved reference keeps the fast path consistent
+    a.ref = [r + 1 for r in a.ref]
+    torch.testing.assert_close(a._flat_ref, torch.cat([r.reshape(-1) for r in a.ref]))

@@ -27,13 +27,9 @@ class ProximityPenalty:
         if center not in ("zero", "init"):
             raise ValueError(f"center must be 'zero' or 'init', got {center!r}")
         self.params = list(params)
+        self._data = [p.detach() for p in self.params]  # aliases: in-place updates show through
         self.lam = float(lam)
         self.center = [p.detach().clone() for p in self.params] if center == "init" else None
-
-    def _offsets(self) -> list[torch.Tensor]:
-        if self.center is None:
-            return [p.detach() for p in self.params]
-        return torch._foreach_sub([p.detach() for p in self.params], self.center)
 
     def value(self) -> torch.Tensor:
         """λ·½‖θ − θ_c‖² at the current parameters (differentiable)."""
@@ -45,5 +41,8 @@ class ProximityPenalty:
         if self.lam == 0.0:
             return False
         grads = [p.grad for p in self.params]
-        torch._foreach_add_(grads, self._offsets(), alpha=self.lam)
+        # λθ − λθ_c in place: no temporary θ − θ_c on the hot path
+        torch._foreach_add_(grads, self._data, alpha=self.lam)
+        if self.center is not None:
+            torch._foreach_add_(grads, self.center, alpha=-self.lam)
         return False

@@ -63,11 +63,26 @@ class GradClip(_Counted):
         return self._count(fired)
 
 
+def flat_view(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """A 1-D view over ``tensors`` when they tile one contiguous buffer in order
+    (as :func:`antireg.models.flatten_parameters` lays them out), else None."""
+    first = tensors[0]
+    ptr, start = first.untyped_storage().data_ptr(), first.storage_offset()
+    end = start
+    for t in tensors:
+        if not t.is_contiguous() or t.untyped_storage().data_ptr() != ptr or t.storage_offset() != end:
+            return None
+        end += t.numel()
+    flat = torch.empty(0, dtype=first.dtype, device=first.device)
+    return flat.set_(first.untyped_storage(), start, (end - start,))
+
+
 class TrustRegion(_Counted):
     """θ ← θ_ref + R·(θ − θ_ref)/‖θ − θ_ref‖ whenever ‖θ − θ_ref‖ > R.
 
     θ_ref is the parameters at construction (θ₀). R is given directly, or as
-    ``factor · ‖θ₀‖``.
+    ``factor · ‖θ₀‖``. When the parameters live in one flat buffer the check is
+    two operations instead of one per tensor, which matters for small models.
     """
 
     def __init__(
@@ -78,7 +93,9 @@ class TrustRegion(_Counted):
     ) -> None:
         super().__init__()
         self.params = list(params)
-        self.ref = [p.detach().clone() for p in self.params]
+        self._data = [p.detach() for p in self.params]  # aliases: in-place updates show through
+        self._flat = flat_view(self._data)
+        self.ref = self._data
         if radius is None:
             if factor is None:
                 raise ValueError("trust region needs a radius or a factor of ‖θ₀‖")
@@ -87,16 +104,31 @@ class TrustRegion(_Counted):
             raise ValueError(f"trust-region radius must be > 0, got {radius}")
         self.radius = float(radius)
 
+    @property
+    def ref(self) -> list[torch.Tensor]:
+        """θ_ref, one tensor per parameter (saved and restored by TrainStep's state_dict)."""
+        return self._ref
+
+    @ref.setter
+    def ref(self, tensors: Sequence[torch.Tensor]) -> None:
+        self._ref = [t.detach().clone() for t in tensors]
+        self._flat_ref = torch.cat([t.reshape(-1) for t in self._ref]) if self._flat is not None else None
+
     @torch.no_grad()
     def __call__(self) -> bool:
-        data = [p.detach() for p in self.params]
-        diff = torch._foreach_sub(data, self.ref)
+        if self._flat is not None:
+            dist = float(torch.dist(self._flat, self._flat_ref))
+            fired = dist > self.radius
+            if fired:
+                self._flat.sub_(self._flat_ref).mul_(self.radius / dist).add_(self._flat_ref)
+            return self._count(fired)
+        diff = torch._foreach_sub(self._data, self._ref)
         dist = float(global_norm(diff))
         fired = dist > self.radius
         if fired:
             torch._foreach_mul_(diff, self.radius / dist)
-            torch._foreach_add_(diff, self.ref)
-            torch._foreach_copy_(data, diff)
+            torch._foreach_add_(diff, self._ref)
+            torch._foreach_copy_(self._data, diff)
         return self._count(fired)
 
 
