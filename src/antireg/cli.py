@@ -16,6 +16,7 @@ from rich.table import Table
 from antireg.data import DataError
 from antireg.experiments.config import ConfigError, load_config, packaged_configs
 from antireg.experiments.sweep import SweepError, run_sweep
+from antireg.lopt import cli as lopt_cli
 from antireg.report import ReportError, write_report
 
 DEFAULT_CONFIG = "diabetes_reg"
@@ -41,7 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", type=Path, default=Path("."), help="where experiments/ and results/ go (default .)")
     run.add_argument("--data-dir", type=Path, default=None,
                      help="data folder (default $ANTIREG_DATA_DIR, else data/raw)")
-    run.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="worker processes (default 1); with --executor ray, the CPUs of a local Ray instance")
+    run.add_argument("--executor", choices=["local", "process", "ray"], default=None,
+                     help="where runs train: this process, a process pool, or Ray (default: process if --jobs > 1)")
+    run.add_argument("--ray-address", default=None, metavar="ADDR",
+                     help="with --executor ray: an existing Ray cluster (e.g. ray://head:10001); default a local instance")
+    run.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
+                     help="train on cpu, cuda, or auto (CUDA when present); default the config's device (auto)")
+    run.add_argument("--vectorise", action="store_true",
+                     help="train runs sharing an architecture, training size and optimizer as one batched model")
+    run.add_argument("--tracking", choices=["mlflow"], default=None,
+                     help="log each run to MLflow (default store: mlflow.db in the output dir)")
+    run.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI instead of the default store")
     run.add_argument("--report", action="store_true", help="write the report (report/ in the output dir) at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     report = sub.add_parser("report", help="tables, figures and an HTML page from results/")
@@ -51,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-run directories (default: experiments/ beside results_dir)")
     report.add_argument("--only", action="append", metavar="EXPERIMENT", help="report only this experiment (repeatable)")
     sub.add_parser("configs", help="list the packaged configs")
+    lopt_cli.add_subcommand(sub)
     return parser
 
 
@@ -75,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"add_baseline_zero": True})
     result = run_sweep(
         cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
-        jobs=args.jobs, progress=not args.quiet,
+        jobs=args.jobs, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address,
+        device=args.device, vectorise=args.vectorise, tracking=args.tracking, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     if args.report:
         paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment])
@@ -101,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "configs":
             print("\n".join(packaged_configs()))
             return 0
+        if args.command == "lopt":
+            return lopt_cli.run(args)
         return _report(args) if args.command == "report" else _run(args)
     except (ConfigError, DataError, ReportError) as exc:
         print(f"antireg: error: {exc}", file=sys.stderr)

@@ -44,6 +44,28 @@ def _finite_params(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+# Why a run stopped, worded the same by every trainer (sequential and vectorised).
+def bad_step_reason(step: int) -> str:
+    return f"non-finite loss or gradient at step {step}"
+
+
+def bad_params_reason(step: int) -> str:
+    return f"non-finite parameters at step {step}"
+
+
+def epoch_row(epoch: int, losses: list[float], val_loss: float, norms: list[float], clips: int, projs: int) -> dict:
+    """One line of the per-epoch log, from the epoch's per-step losses and gradient norms."""
+    return {
+        "epoch": epoch,
+        "train_loss": sum(losses) / len(losses),
+        "val_loss": val_loss,
+        "grad_norm": sum(norms) / len(norms),
+        "clip_events": clips,
+        "proj_events": projs,
+        "steps": len(losses),
+    }
+
+
 @torch.no_grad()
 def mean_loss(model: nn.Module, loss_fn: LossFn, X: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
@@ -74,7 +96,8 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     model.train()
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=generator) if bs < n else None
+        # drawn on the CPU whatever the device, so every device sees the same batches
+        order = torch.randperm(n, generator=generator).to(X.device) if bs < n else None
         losses, norms, clips, projs = [], [], 0, 0
         for start in range(0, n, bs):
             idx = order[start : start + bs] if order is not None else slice(None)
@@ -88,22 +111,12 @@ def fit(
             # grad_norm is NaN by design when clipping is off, so only trust it when measured
             bad_norm = step.clip is not None and not math.isfinite(info.grad_norm)
             if not math.isfinite(info.loss) or bad_norm:
-                result.diverged, result.divergence = True, f"non-finite loss or gradient at step {result.steps}"
+                result.diverged, result.divergence = True, bad_step_reason(result.steps)
                 break
         if not result.diverged and not _finite_params(model):
-            result.diverged, result.divergence = True, f"non-finite parameters at step {result.steps}"
+            result.diverged, result.divergence = True, bad_params_reason(result.steps)
         val_loss = mean_loss(model, loss_fn, *val) if not result.diverged else math.nan
-        result.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": sum(losses) / len(losses),
-                "val_loss": val_loss,
-                "grad_norm": sum(norms) / len(norms),
-                "clip_events": clips,
-                "proj_events": projs,
-                "steps": len(losses),
-            }
-        )
+        result.history.append(epoch_row(epoch, losses, val_loss, norms, clips, projs))
         if result.diverged:
             break
         if val_loss < result.best_val_loss:

@@ -71,6 +71,7 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
     report mean and 95% CI (Student t over seeds) of each metric for that pick."""
     metrics = [m for m in metrics if m in df.columns]
     select_by = select_by or next(c for c in SELECT_BY if c in df.columns)
+    df = df.assign(rule_params=df["rule_params"].fillna("-") if "rule_params" in df else "-")
     rows = []
     for key, group in df.groupby(GROUP, sort=True):
         means = group.groupby(HYPER)[select_by].mean().fillna(np.inf)

@@ -1,11 +1,17 @@
 """One run: data → split → model → trainer → metrics + diagnostics → experiments/<run-id>/.
 
-A run directory is written under a temporary name and renamed into place when
-complete, so a directory named after a run id always holds a finished run.
+A run is prepared (:func:`prepare`), trained, and summed up (:func:`finish`) by the
+same code whichever trainer runs it: :func:`train_run` trains one run with
+:func:`antireg.train.fit`, :func:`train_group` trains a group of runs that share an
+architecture, a training size and an optimizer as one batched model
+(:mod:`antireg.vectorised`). A run directory is written under a temporary name and
+renamed into place when complete, so a directory named after a run id always holds
+a finished run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -14,6 +20,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +29,18 @@ import torch
 
 from antireg import schedules, spectral
 from antireg.data import Dataset, Split, load_dataset, make_split
-from antireg.experiments.grid import RunSpec
+from antireg.experiments.config import ConfigError
+from antireg.experiments.grid import CONDITION_FIELDS, RunSpec
 from antireg.metrics import regression_metrics
 from antireg.calibration import classification_metrics, reliability_diagram
-from antireg.models import make_model
+from antireg.models import flatten_parameters, make_model
 from antireg.ntk import ntk_spectrum
 from antireg.penalty import ProximityPenalty
 from antireg.rules import make_rule
 from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
 from antireg.step import TrainStep
-from antireg.train import cross_entropy, fit, squared_error
+from antireg.train import FitResult, LossFn, cross_entropy, fit, squared_error
+from antireg.vectorised import fit_stacked
 
 METRICS_FILE = "metrics.json"
 
@@ -44,8 +54,33 @@ def dataset_for(spec: RunSpec, data_dir: str | Path) -> Dataset:
     return _dataset(spec.dataset, json.dumps(spec.dataset_options, sort_keys=True), str(data_dir))
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (an error when no CUDA device is visible), or ``auto`` (CUDA when present)."""
+    if name not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device must be cpu, cuda or auto, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA device is available; use --device cpu or auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def group_key(spec: RunSpec) -> str | None:
+    """Runs with equal keys can be trained together as one batched model: they share the
+    data set, training size, architecture, optimizer and training settings (not the seed,
+    λ or safeguards). None for a run the vectorised trainer does not support (a relative's
+    gradient rule: SAM, GR, …), which trains on its own."""
+    if spec.rule != "erm":
+        return None
+    return json.dumps(spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"}), sort_keys=True)
+
+
 def is_done(run_dir: Path) -> bool:
-    return (run_dir / METRICS_FILE).is_file()
+    """A run directory is finished when its metrics (written last) read back as JSON;
+    a truncated or unreadable one counts as not done, so the sweep re-runs it."""
+    try:
+        read_metrics(run_dir)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -109,7 +144,7 @@ def _evaluate(spec: RunSpec, split: Split, model: torch.nn.Module, t: dict[str, 
     test outputs (for ρ; logits for classification) and the reliability diagram."""
     metrics, artefacts = {}, {}
     with torch.no_grad():
-        raw = {part: model(t[f"X_{part}"]).double().numpy() for part in ("val", "test")}
+        raw = {part: model(t[f"X_{part}"]).double().cpu().numpy() for part in ("val", "test")}
     for part in ("val", "test"):
         y = getattr(split, f"y_{part}")
         if split.task == "regression":
@@ -125,9 +160,38 @@ def _evaluate(spec: RunSpec, split: Split, model: torch.nn.Module, t: dict[str, 
     return metrics, artefacts
 
 
-def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], dict]:
-    """Train one run; return its metrics, per-epoch log and artefacts."""
-    start = time.perf_counter()
+@dataclass
+class Prepared:
+    """A run ready to train: its split, tensors and model on the device, composed step and λ."""
+
+    spec: RunSpec
+    split: Split
+    tensors: dict[str, torch.Tensor]
+    model: torch.nn.Module
+    step: TrainStep
+    loss_fn: LossFn
+    lam: dict
+
+    @property
+    def train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tensors["X_train"], self.tensors["y_train"]
+
+    @property
+    def val(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tensors["X_val"], self.tensors["y_val"]
+
+    def generator(self) -> torch.Generator:
+        """The run's own batch order, on the CPU whatever the device."""
+        return torch.Generator().manual_seed(self.spec.seed)
+
+
+def prepare(spec: RunSpec, data_dir: str | Path, device: str | torch.device = "cpu") -> Prepared:
+    """Split, model at its seeded init, λ(n) and the composed step of one run.
+
+    The model is built and its spectrum taken on the CPU, so every device starts from
+    the same θ₀ and λ; then model and data move to ``device`` once.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
     ds = dataset_for(spec, data_dir)
     split = make_split(ds, spec.seed, spec.fraction, spec.split.val_frac, spec.split.test_frac)
     t = _tensors(split)
@@ -137,6 +201,10 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], di
         m = spec.model
         model = make_model(m.kind, tuple(split.X_train.shape[1:]), out_dim, m.width, m.depth, m.activation)
     lam = resolve_lambda(spec, spectrum(spec, model, t["X_train"]))
+    if device.type != "cpu":
+        model.to(device)
+        flatten_parameters(model)  # .to() gives each parameter its own storage again
+    t = {name: v.to(device) for name, v in t.items()}
     params = [p for p in model.parameters() if p.requires_grad]
     use_trust = spec.trust_radius is not None or spec.trust_factor is not None
     rule_params = dict(spec.rule_params)
@@ -151,25 +219,56 @@ def train_run(spec: RunSpec, data_dir: str | Path) -> tuple[dict, list[dict], di
         trust_region=TrustRegion(params, spec.trust_radius, spec.trust_factor) if use_trust else None,
     )
     loss_fn = squared_error if split.task == "regression" else cross_entropy
-    result = fit(
-        model, step, loss_fn, (t["X_train"], t["y_train"]), (t["X_val"], t["y_val"]),
-        epochs=spec.training.epochs, batch_size=spec.training.batch_size,
-        generator=torch.Generator().manual_seed(spec.seed),
-    )  # fmt: skip
+    return Prepared(spec, split, t, model, step, loss_fn, lam)
+
+
+def finish(run: Prepared, result: FitResult, wall_s: float) -> tuple[dict, list[dict], dict]:
+    """Metrics, per-epoch log and artefacts of a trained run (its model holds the best state)."""
+    spec, step = run.spec, run.step
     for row in result.history:
-        row["lambda"] = lam["lambda_n"]
-    metrics, artefacts = _evaluate(spec, split, model, t)
+        row["lambda"] = run.lam["lambda_n"]
+    metrics, artefacts = _evaluate(spec, run.split, run.model, run.tensors)
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
-        lambda0=spec.lambda0, alpha=spec.alpha, rule_params=format_params(spec.rule_params), **lam,
+        lambda0=spec.lambda0, alpha=spec.alpha, rule_params=format_params(spec.rule_params), **run.lam,
         r_clip=step.clip.rate if step.clip else 0.0,
         r_proj=step.trust_region.rate if step.trust_region else 0.0,
         diverged=result.diverged, divergence=result.divergence, steps=result.steps,
         best_epoch=result.best_epoch, run_id=spec.run_id, condition_id=spec.condition_id,
-        wall_s=time.perf_counter() - start,
+        wall_s=wall_s,
     )  # fmt: skip
     return metrics, result.history, artefacts
+
+
+def train_run(spec: RunSpec, data_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict, list[dict], dict]:
+    """Train one run; return its metrics, per-epoch log and artefacts."""
+    start = time.perf_counter()
+    run = prepare(spec, data_dir, device)
+    result = fit(
+        run.model, run.step, run.loss_fn, run.train, run.val,
+        epochs=spec.training.epochs, batch_size=spec.training.batch_size, generator=run.generator(),
+    )  # fmt: skip
+    return finish(run, result, time.perf_counter() - start)
+
+
+def train_group(
+    specs: Sequence[RunSpec], data_dir: str | Path, device: str | torch.device = "cpu"
+) -> list[tuple[dict, list[dict], dict]]:
+    """Train runs of one :func:`group_key` together as one batched model; the same
+    outputs as :func:`train_run` for each (to float rounding). Each run's ``wall_s``
+    is its share of the group's time."""
+    if len({group_key(s) for s in specs}) != 1 or group_key(specs[0]) is None:
+        raise ValueError("train_group needs runs of one group_key (same data, size, model and optimizer; ERM rule)")
+    start = time.perf_counter()
+    runs = [prepare(spec, data_dir, device) for spec in specs]
+    training = specs[0].training
+    results = fit_stacked(
+        [r.model for r in runs], [r.step for r in runs], runs[0].loss_fn, [r.train for r in runs],
+        [r.val for r in runs], training.epochs, training.batch_size, [r.generator() for r in runs],
+    )  # fmt: skip
+    share = (time.perf_counter() - start) / len(runs)
+    return [finish(r, res, share) for r, res in zip(runs, results)]
 
 
 def format_params(params: dict) -> str:
@@ -217,20 +316,38 @@ def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path) -> dict:
-    """Run ``spec`` unless already finished; return its metrics.
-
-    Runs single-threaded so that results are bit-identical whichever executor
-    (and however many workers) ran them.
-    """
-    run_dir = Path(experiments_dir) / spec.run_id
-    if is_done(run_dir):
-        return read_metrics(run_dir)
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """One intra-op thread while training, so that results are bit-identical whichever
+    executor (and however many workers) ran them; parallelism comes from the executor."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        metrics, history, artefacts = train_run(spec, data_dir)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu") -> dict:
+    """Run ``spec`` unless already finished; return its metrics."""
+    run_dir = Path(experiments_dir) / spec.run_id
+    if is_done(run_dir):
+        return read_metrics(run_dir)
+    with single_threaded():
+        metrics, history, artefacts = train_run(spec, data_dir, device)
     write_run(spec, experiments_dir, metrics, history, artefacts)
     return metrics
+
+
+def execute_group(specs: Sequence[RunSpec], experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu") -> None:
+    """Train ``specs`` as one batched model (:func:`train_group`) and write the runs not
+    yet finished. All of them train, finished or not: a run's last bits depend on the
+    batch it trains in, so a resumed batch must be the batch it was."""
+    todo = [s for s in specs if not is_done(Path(experiments_dir) / s.run_id)]
+    if not todo:
+        return
+    with single_threaded():
+        outputs = train_group(specs, data_dir, device)
+    for spec, output in zip(specs, outputs):
+        if spec in todo:
+            write_run(spec, experiments_dir, *output)

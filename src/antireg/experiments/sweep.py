@@ -1,17 +1,22 @@
 """A sweep: expand the grid, run what is missing, aggregate.
 
-Executors differ only in where ``runner.execute`` runs; every one writes the
-same files, so resume is "skip run ids whose directory is finished".
+The missing runs become tasks: one run each, or, with ``vectorise``, groups of runs
+sharing an architecture, a training size and an optimizer, trained together as one
+batched model (relatives' gradient rules stay one run per task). An executor
+(:mod:`antireg.experiments.executors`) runs the tasks in this process, in a process
+pool or on Ray; every one writes the same files, so resume is "skip run ids whose
+directory is finished", whichever executor ran them.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import math
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from tqdm import tqdm
@@ -19,8 +24,22 @@ from tqdm import tqdm
 from antireg.data import default_data_dir, load_dataset
 from antireg.experiments import aggregate
 from antireg.experiments.config import ConfigError, ExperimentCfg
+from antireg.experiments.executors import make_executor
 from antireg.experiments.grid import RunSpec, expand, select
-from antireg.experiments.runner import dataset_for, execute, is_done
+from antireg.experiments.runner import (
+    dataset_for,
+    execute,
+    execute_group,
+    group_key,
+    is_done,
+    resolve_device,
+    single_threaded,
+    train_group,
+    train_run,
+    write_run,
+)
+
+MAX_GROUP = 64  # models per batched task: bounds a task's memory
 
 
 class SweepError(Exception):
@@ -65,28 +84,53 @@ def plan(
     return specs
 
 
-def _run_local(todo: list[RunSpec], exp_dir: Path, data_dir: Path, bar: tqdm) -> dict[str, str]:
-    failures = {}
-    for spec in todo:
-        try:
-            execute(spec, exp_dir, data_dir)
-        except Exception as exc:  # noqa: BLE001 - one broken run must not stop the sweep
-            failures[spec.run_id] = f"{type(exc).__name__}: {exc}"
-        bar.update()
-    return failures
+class Task(NamedTuple):
+    """A unit of work: one run, or runs trained together as one batched model."""
+
+    specs: tuple[RunSpec, ...]
+    vectorised: bool
 
 
-def _run_pool(todo: list[RunSpec], exp_dir: Path, data_dir: Path, bar: tqdm, jobs: int) -> dict[str, str]:
-    failures = {}
-    # spawn, not fork: forking a process that already ran torch can deadlock its thread pools
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(execute, spec, exp_dir, data_dir): spec for spec in todo}
-        for fut in as_completed(futures):
-            if fut.exception() is not None:
-                exc = fut.exception()
-                failures[futures[fut].run_id] = f"{type(exc).__name__}: {exc}"
-            bar.update()
-    return failures
+def make_tasks(specs: list[RunSpec], todo: set[str], vectorise: bool = False, max_group: int = MAX_GROUP) -> list[Task]:
+    """Tasks for the runs of ``specs`` whose ids are in ``todo``.
+
+    Without ``vectorise``, one task per run. With it, the runs of each
+    :func:`group_key` are cut into balanced batches of at most ``max_group``, and a
+    batch with any unfinished run is a task. The batches come from the whole plan,
+    never from what is left to do or from the number of workers: a run's numbers
+    depend, in the last bits, on the batch it trains in (torch's reductions round by
+    shape), so a fixed batch makes them the same whichever executor ran it and
+    however often the sweep was resumed."""
+    if not vectorise:
+        return [Task((s,), False) for s in specs if s.run_id in todo]
+    groups: dict[str, list[RunSpec]] = {}
+    singles = []
+    for spec in specs:
+        key = group_key(spec)
+        if key is not None:
+            groups.setdefault(key, []).append(spec)
+        elif spec.run_id in todo:
+            singles.append(Task((spec,), False))
+    tasks = []
+    for members in groups.values():
+        size = math.ceil(len(members) / math.ceil(len(members) / max_group))
+        batches = [tuple(members[i : i + size]) for i in range(0, len(members), size)]
+        tasks += [Task(batch, True) for batch in batches if any(s.run_id in todo for s in batch)]
+    return tasks + singles
+
+
+def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str) -> None:
+    """Train a task's runs and write them where the task runs (a machine that sees ``exp_dir``)."""
+    if task.vectorised:
+        execute_group(task.specs, exp_dir, data_dir, device)
+    else:
+        execute(task.specs[0], exp_dir, data_dir, device)
+
+
+def _train_task(task: Task, data_dir: Path, device: str) -> list[tuple[dict, list[dict], dict]]:
+    """Train a task's runs and return their outputs, for the caller to write (remote workers)."""
+    with single_threaded():
+        return train_group(task.specs, data_dir, device) if task.vectorised else [train_run(task.specs[0], data_dir, device)]
 
 
 def run_sweep(
@@ -98,22 +142,72 @@ def run_sweep(
     optimizers: list[str] | None = None,
     jobs: int = 1,
     progress: bool = True,
+    *,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    device: str | None = None,
+    vectorise: bool = False,
+    tracking: str | None = None,
+    tracking_uri: str | None = None,
 ) -> SweepResult:
-    """Run every missing run of the (filtered) grid, then write ``results/``."""
+    """Run every missing run of the (filtered) grid, then write ``results/``.
+
+    ``executor``: ``local``, ``process`` (``jobs`` workers) or ``ray``; by default
+    ``process`` when ``jobs`` > 1, else ``local``. ``device``: ``cpu``, ``cuda`` or
+    ``auto`` (default: the config's). ``vectorise``: train runs that share an
+    architecture, a training size and an optimizer together as one batched model.
+    ``tracking="mlflow"``: log each trained run to MLflow (``tracking_uri``, default
+    a SQLite store in ``output_dir``).
+    """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if tracking not in (None, "mlflow"):
+        raise ConfigError(f"tracking must be 'mlflow' or None, got {tracking!r}")
     output_dir = Path(output_dir)
-    data_dir = Path(data_dir or default_data_dir())
+    data_dir = Path(data_dir or default_data_dir()).resolve()  # absolute: workers may start elsewhere
+    device = device or cfg.device
+    executor = executor or ("process" if jobs > 1 else "local")
+    # built first, so a bad executor or a missing Ray fails before any data is read
+    run_on = make_executor(executor, jobs, ray_address, gpus=device == "cuda")
+    if not run_on.remote:
+        resolve_device(device)  # fail before any run; remote workers resolve it on their own machines
     specs = plan(cfg, data_dir, seeds, fractions, optimizers)
     _check_writable(output_dir)
-    exp_dir = output_dir / "experiments"
+    exp_dir = (output_dir / "experiments").resolve()
     todo = [s for s in specs if not is_done(exp_dir / s.run_id)]
+    for spec in todo:
+        if (exp_dir / spec.run_id).exists():
+            print(f"antireg: {exp_dir / spec.run_id} is incomplete or unreadable; re-running it", file=sys.stderr)
+    todo_ids = {s.run_id for s in todo}
+    tasks = make_tasks(specs, todo_ids, vectorise)
+    if executor == "process" and len(tasks) <= 1:
+        executor, run_on = "local", make_executor("local")  # a pool for one task only costs its start-up
+    if executor == "local":
+        dataset_for(specs[0], data_dir)  # warm the cache outside the timed runs
+    tracker = None
+    if tracking == "mlflow":
+        from antireg.tracking import MlflowTracker
+
+        tracker = MlflowTracker(cfg.experiment, output_dir, tracking_uri)
+    if run_on.remote:
+        fn = partial(_train_task, data_dir=data_dir, device=device)
+    else:
+        fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device)
+    failures = {}
     with tqdm(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
-        if jobs == 1 or len(todo) <= 1:
-            dataset_for(specs[0], data_dir)  # warm the cache outside the timed runs
-            failures = _run_local(todo, exp_dir, data_dir, bar)
-        else:
-            failures = _run_pool(todo, exp_dir, data_dir, bar, min(jobs, os.cpu_count() or jobs))
+        for task, outcome in run_on.map(fn, tasks):
+            new = [s for s in task.specs if s.run_id in todo_ids]  # a batch may hold finished runs too
+            if isinstance(outcome, Exception):
+                failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in new})
+            else:
+                if run_on.remote:
+                    outputs = dict(zip([s.run_id for s in task.specs], outcome))
+                    for spec in new:
+                        write_run(spec, exp_dir, *outputs[spec.run_id])
+                if tracker is not None:
+                    for spec in new:
+                        tracker.log(spec, exp_dir / spec.run_id)
+            bar.update(len(new))
     runs = aggregate.collect(specs, exp_dir)
     summary = aggregate.summarize(runs) if not runs.empty else pd.DataFrame()
     results_dir = output_dir / "results"

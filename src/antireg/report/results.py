@@ -105,7 +105,8 @@ def _read(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     if frame.empty:
         raise ReportError(f"{path} has no rows")
-    return frame
+    # results written before relatives existed have no rule_params: they are all "-"
+    return frame.assign(rule_params=frame["rule_params"].fillna("-") if "rule_params" in frame else "-")
 
 
 def load_experiments(

@@ -1,0 +1,119 @@
+"""Where a sweep's tasks run: in this process, in a local process pool, or on Ray.
+
+An executor maps one task function over the tasks and yields each task with its
+outcome (the function's return value, or the exception it raised) as it finishes;
+one failed task never stops the others. Every executor runs the same function on
+the same tasks, so the files a sweep writes do not depend on which one ran it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
+
+from antireg.experiments.config import ConfigError
+
+T = TypeVar("T")
+Outcome = Any  # the task function's return value, or the Exception it raised
+
+EXECUTORS = ("local", "process", "ray")
+
+
+class Executor:
+    """Runs ``fn(task)`` for every task, yielding ``(task, outcome)`` as each finishes."""
+
+    #: True when tasks may run on machines that do not see this one's disk: the task
+    #: function must then return its results for the caller to write.
+    remote = False
+
+    def map(self, fn: Callable[[T], Any], tasks: Iterable[T]) -> Iterator[tuple[T, Outcome]]:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """One task after another, in this process."""
+
+    def map(self, fn: Callable[[T], Any], tasks: Iterable[T]) -> Iterator[tuple[T, Outcome]]:
+        for task in tasks:
+            try:
+                outcome = fn(task)
+            except Exception as exc:  # noqa: BLE001 - one broken task must not stop the sweep
+                outcome = exc
+            yield task, outcome
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``jobs`` local worker processes."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def map(self, fn: Callable[[T], Any], tasks: Iterable[T]) -> Iterator[tuple[T, Outcome]]:
+        # spawn, not fork: forking a process that already ran torch can deadlock its thread pools
+        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(fn, task): task for task in tasks}
+            for fut in as_completed(futures):
+                exc = fut.exception()
+                yield futures[fut], exc if exc is not None else fut.result()
+
+
+def _call(fn: Callable[[T], Any], task: T) -> Any:
+    """The Ray task: ``fn(task)`` (``ray.remote`` needs a plain function, not a partial)."""
+    return fn(task)
+
+
+class RayExecutor(Executor):
+    """Ray tasks on the cluster at ``address``, or on a local Ray instance started for
+    the sweep with ``num_cpus`` CPUs (all of them when None). Each task takes one CPU,
+    and one GPU when ``gpus`` is set. Worker nodes need antireg installed and the data
+    folder at the same path; they return results, so they need not see the output folder.
+    """
+
+    remote = True
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, gpus: bool = False) -> None:
+        try:
+            import ray  # noqa: F401 - fail early, with the fix, when the extra is missing
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'antireg[ray]'") from None
+        self.address, self.num_cpus, self.gpus = address, num_cpus, gpus
+
+    def map(self, fn: Callable[[T], Any], tasks: Iterable[T]) -> Iterator[tuple[T, Outcome]]:
+        import ray
+
+        started = not ray.is_initialized()  # a caller's own Ray session is left as it is
+        if started:
+            local = {} if self.address else {"num_cpus": self.num_cpus, "include_dashboard": False}
+            ray.init(address=self.address, log_to_driver=False, **local)
+        try:
+            remote = ray.remote(num_cpus=1, num_gpus=int(self.gpus), max_retries=0)(_call)
+            fn_ref = ray.put(fn)
+            pending = {remote.remote(fn_ref, task): task for task in tasks}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                task = pending.pop(done[0])
+                try:
+                    outcome = ray.get(done[0])
+                except Exception as exc:  # noqa: BLE001 - reported per task, like the other executors
+                    outcome = getattr(exc, "cause", None) or exc  # the task's own error, not Ray's wrapper
+                yield task, outcome
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def make_executor(name: str, jobs: int = 1, ray_address: str | None = None, gpus: bool = False) -> Executor:
+    """``local``, ``process`` (``jobs`` workers) or ``ray`` (``ray_address``, else a local
+    instance with ``jobs`` CPUs, or all of them when ``jobs`` is 1)."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if ray_address is not None and name != "ray":
+        raise ConfigError(f"--ray-address needs --executor ray, not {name}")
+    if name == "local":
+        return LocalExecutor()
+    if name == "process":
+        return ProcessExecutor(min(jobs, os.cpu_count() or jobs))
+    return RayExecutor(ray_address, jobs if jobs > 1 else None, gpus)
