@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from antireg.models import make_model
 from antireg.penalty import ProximityPenalty
 from antireg.rules import make_rule
 from antireg.safeguards import GradClip, TrustRegion
@@ -65,10 +66,8 @@ def build(size: str, method: str) -> Callable[[], object]:
     cfg = SIZES[size]
     torch.manual_seed(0)
     widths = cfg["widths"]
-    layers: list[nn.Module] = []
-    for a, b in zip(widths, widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    model = nn.Sequential(*layers[:-1])
+    # the library's MLP, as the runner builds it (parameters in one flat buffer)
+    model = make_model("mlp", widths[0], widths[-1], width=widths[1], depth=len(widths) - 2)
     x = torch.randn(cfg["n"], widths[0])
     if widths[-1] == 1:
         y = torch.randn(cfg["n"], 1)
