@@ -86,6 +86,11 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_learned_optimizer_config_given_to_run_points_to_lopt():
+    with pytest.raises(ConfigError, match="antireg lopt train\\|eval --config lopt_sam"):
+        load_config("lopt_sam")
+
+
 def test_packaged_configs_load_by_name_and_path():
     names = packaged_configs()
     assert {"diabetes_reg", "concrete_reg", "airfoil_reg"} <= set(names)

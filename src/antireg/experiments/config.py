@@ -198,4 +198,7 @@ def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg) -> Any:
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(path), schema)) from None
+        hint = ""
+        if schema is ExperimentCfg and path.stem.startswith("lopt_"):
+            hint = f"\n  (a learned-optimizer config: use `antireg lopt train|eval --config {path.stem}`)"
+        raise ConfigError(_format_error(exc, str(path), schema) + hint) from None
