@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from antireg.experiments.grid import RunSpec
-from antireg.experiments.runner import is_done, read_metrics
+from antireg.experiments.runner import finished_metrics
 
 GROUP = ["method", "ablation", "optimizer", "fraction"]
 HYPER = ["lambda0", "alpha", "rule_params"]
@@ -34,7 +34,7 @@ def collect(specs: list[RunSpec], experiments_dir: str | Path) -> pd.DataFrame:
     """One row per finished run of ``specs``, with ρ against its condition's baseline."""
     experiments_dir = Path(experiments_dir)
     dirs = [experiments_dir / s.run_id for s in specs]
-    rows = [read_metrics(d) for d in dirs if is_done(d)]
+    rows = [m for m in map(finished_metrics, dirs) if m is not None]
     df = pd.DataFrame(rows)
     if df.empty:
         return df

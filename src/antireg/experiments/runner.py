@@ -73,14 +73,18 @@ def group_key(spec: RunSpec) -> str | None:
     return json.dumps(spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"}), sort_keys=True)
 
 
-def is_done(run_dir: Path) -> bool:
-    """A run directory is finished when its metrics (written last) read back as JSON;
-    a truncated or unreadable one counts as not done, so the sweep re-runs it."""
+def finished_metrics(run_dir: Path) -> dict | None:
+    """The metrics of a finished run, or None: a run directory is finished when its
+    metrics (written last) read back as JSON; a truncated or unreadable one is not,
+    so the sweep re-runs it."""
     try:
-        read_metrics(run_dir)
+        return read_metrics(run_dir)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
+
+
+def is_done(run_dir: Path) -> bool:
+    return finished_metrics(run_dir) is not None
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -331,8 +335,9 @@ def single_threaded() -> Iterator[None]:
 def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu") -> dict:
     """Run ``spec`` unless already finished; return its metrics."""
     run_dir = Path(experiments_dir) / spec.run_id
-    if is_done(run_dir):
-        return read_metrics(run_dir)
+    done = finished_metrics(run_dir)
+    if done is not None:
+        return done
     with single_threaded():
         metrics, history, artefacts = train_run(spec, data_dir, device)
     write_run(spec, experiments_dir, metrics, history, artefacts)
