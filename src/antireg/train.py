@@ -53,17 +53,15 @@ def bad_params_reason(step: int) -> str:
     return f"non-finite parameters at step {step}"
 
 
-def epoch_row(epoch: int, losses: list[float], val_loss: float, norms: list[float], clips: int, projs: int) -> dict:
-    """One line of the per-epoch log, from the epoch's per-step losses and gradient norms."""
+def epoch_row(
+    epoch: int, train_loss: float, val_loss: float, grad_norm: float, clips: int, projs: int, steps: int
+) -> dict:
+    """One line of the per-epoch log: the means of the epoch's per-step losses and
+    gradient norms, its clip and projection events and its number of steps."""
     return {
-        "epoch": epoch,
-        "train_loss": sum(losses) / len(losses),
-        "val_loss": val_loss,
-        "grad_norm": sum(norms) / len(norms),
-        "clip_events": clips,
-        "proj_events": projs,
-        "steps": len(losses),
-    }
+        "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "grad_norm": grad_norm,
+        "clip_events": clips, "proj_events": projs, "steps": steps,
+    }  # fmt: skip
 
 
 @torch.no_grad()
@@ -116,7 +114,8 @@ def fit(
         if not result.diverged and not _finite_params(model):
             result.diverged, result.divergence = True, bad_params_reason(result.steps)
         val_loss = mean_loss(model, loss_fn, *val) if not result.diverged else math.nan
-        result.history.append(epoch_row(epoch, losses, val_loss, norms, clips, projs))
+        k = len(losses)
+        result.history.append(epoch_row(epoch, sum(losses) / k, val_loss, sum(norms) / k, clips, projs, k))
         if result.diverged:
             break
         if val_loss < result.best_val_loss:

@@ -141,7 +141,7 @@ class StackedStep:
             self.forward = partial(_mlp_forward, base)
         else:  # any other architecture (e.g. a CNN): the generic batched call
             self.forward = vmap(lambda p, x: functional_call(base, p, (x,)))
-        self.mean_losses = vmap(lambda out, y: loss_fn(out, y).mean())  # (M, b, …) outputs → (M,)
+        self.loss_fn = loss_fn
 
     @staticmethod
     def _flatten(stacked: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -159,8 +159,12 @@ class StackedStep:
         return {name: c.view(-1, *shape) for name, shape, c in zip(self.names, self.shapes, chunks)}
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(M,) mean loss of each model on its own batch: x (M, b, …), y (M, b)."""
-        return self.mean_losses(self.forward(self.stacked_params(), x), y)
+        """(M,) mean loss of each model on its own batch: x (M, b, …), y (M, b).
+
+        The loss is per example, so it runs on the M·b examples as one batch (no
+        ``vmap``, whose dispatch costs more than the loss itself at these sizes)."""
+        out = self.forward(self.stacked_params(), x)
+        return self.loss_fn(out.flatten(0, 1), y.flatten(0, 1)).view(y.shape[:2]).mean(1)
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         loss = self.losses(xb, yb)
@@ -168,7 +172,7 @@ class StackedStep:
         (grad,) = torch.autograd.grad(loss.sum(), self.flat)
         if self.any_penalty:
             theta = self.flat.detach()
-            grad += self.lam * (theta - self.center if self.center is not None else theta)
+            grad.addcmul_(self.lam, theta - self.center if self.center is not None else theta)
         norm = torch.full_like(self.max_norm, torch.nan)
         clipped = torch.zeros_like(self.clip_on)
         if self.any_clip:
@@ -187,9 +191,12 @@ class StackedStep:
         diff = self.flat - self.ref
         dist = torch.linalg.vector_norm(diff, dim=1)
         fired = dist > self.radius
-        factor = torch.where(fired, _ratio(self.radius, dist, 0.0), 1.0)[:, None]
-        # where, not θ_ref + (θ − θ_ref)·1: a model inside its region keeps θ bit for bit
-        self.flat.copy_(torch.where(fired[:, None], diff * factor + self.ref, self.flat))
+        # only the rows that fired are rewritten: a model inside its region keeps θ bit for
+        # bit, and a step where none fired costs two passes (one host sync on a GPU)
+        if fired.any():
+            rows = fired.nonzero().squeeze(1)
+            factor = _ratio(self.radius[rows], dist[rows], 0.0)[:, None]
+            self.flat[rows] = diff[rows] * factor + self.ref[rows]
         return fired
 
     @torch.no_grad()
@@ -198,8 +205,10 @@ class StackedStep:
 
     @torch.no_grad()
     def finite(self) -> torch.Tensor:
-        """(M,) whether all of each model's parameters are finite."""
-        return torch.isfinite(self.flat).all(1)
+        """(M,) whether all of each model's parameters are finite: a row sum in double
+        precision is finite exactly when every entry is (no float32 sum can overflow
+        it), and is several times cheaper than ``isfinite(…).all(1)``."""
+        return torch.isfinite(self.flat.sum(1, dtype=torch.float64))
 
 
 def fit_stacked(
@@ -217,6 +226,8 @@ def fit_stacked(
     Returns one :class:`FitResult` per model, leaves each model holding its
     best-validation parameters (in eval mode), and adds each model's step and event
     counts to its TrainStep's clip and trust region, as the sequential path would.
+    The per-epoch bookkeeping is array arithmetic over the M models; the logs become
+    per-model rows once, at the end.
     """
     stacked = StackedStep(models, steps, loss_fn)
     X, y = (torch.stack(parts) for parts in zip(*train))
@@ -228,7 +239,11 @@ def fit_stacked(
     clip_on = stacked.clip_on.cpu().numpy()
     results = [FitResult() for _ in range(M)]
     active = np.ones(M, dtype=bool)
+    total_steps = np.zeros(M, dtype=np.int64)
+    best_val = np.full(M, np.inf)
+    best_epoch = np.full(M, -1)
     best = stacked.flat.detach().clone()
+    epoch_logs = []  # per epoch: (which models ran it, its per-model log columns)
     for epoch in range(epochs):
         # each model's own order, drawn on the CPU as the sequential path draws it
         order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(X.device) if bs < n else None
@@ -241,33 +256,40 @@ def fit_stacked(
                 xb, yb = X[rows, idx], y[rows, idx]
             log.append(torch.stack([v.to(X.dtype) for v in stacked(xb, yb)]))
         # one transfer per epoch: (4, M, steps) of loss, gradient norm, clipped, projected
-        loss, norm, clipped, projected = torch.stack(log, dim=2).cpu().numpy()
-        val_loss = stacked.val_losses(X_val, y_val).cpu().numpy()
+        loss, norm, clipped, projected = torch.stack(log, dim=2).double().cpu().numpy()
+        val_loss = stacked.val_losses(X_val, y_val).double().cpu().numpy()
         finite = stacked.finite().cpu().numpy()
-        # the sequential loop stops a model at its first non-finite loss (or measured norm)
+        # the sequential loop stops a model at its first non-finite loss (or measured norm),
+        # and counts and logs the steps up to and including that one
         bad = ~np.isfinite(loss) | (clip_on[:, None] & ~np.isfinite(norm))
-        used = np.where(bad.any(1), bad.argmax(1) + 1, loss.shape[1])
-        improved = np.zeros(M, dtype=bool)
-        for i in np.flatnonzero(active):
-            r, k = results[i], used[i]
-            r.steps += int(k)
-            if bad[i].any():
-                r.diverged, r.divergence = True, bad_step_reason(r.steps)
-            elif not finite[i]:
-                r.diverged, r.divergence = True, bad_params_reason(r.steps)
-            v = float(val_loss[i]) if not r.diverged else float("nan")
-            clips, projs = int(clipped[i, :k].sum()), int(projected[i, :k].sum())
-            r.history.append(epoch_row(epoch, loss[i, :k].tolist(), v, norm[i, :k].tolist(), clips, projs))
-            _count(steps[i], int(k), clips, projs)
-            if r.diverged:
-                active[i] = False
-            elif v < r.best_val_loss:
-                r.best_val_loss, r.best_epoch, improved[i] = v, epoch, True
+        bad_step = bad.any(1)
+        used = np.where(bad_step, bad.argmax(1) + 1, loss.shape[1])
+        ran = np.arange(loss.shape[1]) < used[:, None]
+        ran_now = active.copy()
+        total_steps += np.where(active, used, 0)
+        diverged = active & (bad_step | ~finite)
+        for i in np.flatnonzero(diverged):
+            reason = bad_step_reason if bad_step[i] else bad_params_reason
+            results[i].diverged, results[i].divergence = True, reason(int(total_steps[i]))
+        active &= ~diverged
+        val_loss = np.where(active, val_loss, np.nan)
+        improved = active & (val_loss < best_val)
+        best_val[improved], best_epoch[improved] = val_loss[improved], epoch
+        columns = (  # epoch_row's arguments after the epoch, each (M,): means over the steps run
+            np.where(ran, loss, 0.0).sum(1) / used, val_loss, np.where(ran, norm, 0.0).sum(1) / used,
+            (clipped * ran).sum(1).astype(int), (projected * ran).sum(1).astype(int), used,
+        )  # fmt: skip
+        epoch_logs.append((ran_now, [c.tolist() for c in columns]))
         if improved.any():
-            mask = torch.as_tensor(improved, device=X.device)[:, None]
-            best.copy_(torch.where(mask, stacked.flat.detach(), best))
+            keep = torch.as_tensor(np.flatnonzero(improved), device=X.device)
+            best[keep] = stacked.flat.detach()[keep]
         if not active.any():
             break
+    for i, (model, step, r) in enumerate(zip(models, steps, results)):
+        r.steps, r.best_val_loss, r.best_epoch = int(total_steps[i]), float(best_val[i]), int(best_epoch[i])
+        logged = [(epoch, cols) for epoch, (ran_now, cols) in enumerate(epoch_logs) if ran_now[i]]
+        r.history = [epoch_row(epoch, *(c[i] for c in cols)) for epoch, cols in logged]
+        _count(step, r.steps, sum(h["clip_events"] for h in r.history), sum(h["proj_events"] for h in r.history))
     with torch.no_grad():
         for i, model in enumerate(models):
             named = dict(model.named_parameters())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -46,14 +47,25 @@ class LocalExecutor(Executor):
 
 
 class ProcessExecutor(Executor):
-    """A pool of ``jobs`` local worker processes."""
+    """A pool of ``jobs`` local worker processes.
+
+    On Linux the workers are forked: they start at once, with this process's imports
+    and loaded data (a spawned worker spends seconds importing torch before its first
+    run). Each run sets torch to one thread before it computes, as torch's own
+    DataLoader workers do, so the parent's thread pool is never used in a child. Where
+    forking is unsafe (this process has initialised CUDA, or another platform) they
+    are spawned.
+    """
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
     def map(self, fn: Callable[[T], Any], tasks: Iterable[T]) -> Iterator[tuple[T, Outcome]]:
-        # spawn, not fork: forking a process that already ran torch can deadlock its thread pools
-        with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        import torch
+
+        fork = sys.platform == "linux" and not torch.cuda.is_initialized()
+        context = multiprocessing.get_context("fork" if fork else "spawn")
+        with ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
             futures = {pool.submit(fn, task): task for task in tasks}
             for fut in as_completed(futures):
                 exc = fut.exception()

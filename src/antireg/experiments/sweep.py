@@ -133,6 +133,13 @@ def _train_task(task: Task, data_dir: Path, device: str) -> list[tuple[dict, lis
         return train_group(task.specs, data_dir, device) if task.vectorised else [train_run(task.specs[0], data_dir, device)]
 
 
+def _warm_up(spec: RunSpec, data_dir: Path) -> None:
+    """Load the data set and the modules every run needs once, here: the runs in this
+    process then skip it, and forked workers inherit it."""
+    dataset_for(spec, data_dir)
+    import torch._dynamo  # noqa: F401 - torch.optim imports it (about a second) at the first optimizer
+
+
 def run_sweep(
     cfg: ExperimentCfg,
     output_dir: str | Path = ".",
@@ -182,8 +189,8 @@ def run_sweep(
     tasks = make_tasks(specs, todo_ids, vectorise)
     if executor == "process" and len(tasks) <= 1:
         executor, run_on = "local", make_executor("local")  # a pool for one task only costs its start-up
-    if executor == "local":
-        dataset_for(specs[0], data_dir)  # warm the cache outside the timed runs
+    if not run_on.remote:
+        _warm_up(specs[0], data_dir)
     tracker = None
     if tracking == "mlflow":
         from antireg.tracking import MlflowTracker
