@@ -39,7 +39,7 @@ import torch
 from antireg.data import default_data_dir
 from antireg.experiments import ExperimentCfg, load_config, run_sweep
 from antireg.experiments.grid import expand
-from antireg.experiments.runner import prepare, single_threaded
+from antireg.experiments.runner import prepare, sweep_settings
 from antireg.experiments.sweep import plan
 from antireg.vectorised import fit_stacked
 
@@ -83,7 +83,7 @@ def mlp_flops(n: int, dims: list[int]) -> int:
 def vectorised_gflops(cfg: ExperimentCfg, data_dir: Path) -> float:
     """GFLOP/s of fit_stacked alone on the grid's runs, trained as one batched model."""
     specs = expand(cfg, 1030)
-    with single_threaded():
+    with sweep_settings():
         runs = [prepare(s, data_dir) for s in specs]
         start = time.perf_counter()
         fit_stacked([r.model for r in runs], [r.step for r in runs], runs[0].loss_fn, [r.train for r in runs],
@@ -98,7 +98,7 @@ def vectorised_gflops(cfg: ExperimentCfg, data_dir: Path) -> float:
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
-    with single_threaded():
+    with sweep_settings():
         a @ b
         start = time.perf_counter()
         for _ in range(repeats):

@@ -1,6 +1,8 @@
 """Config schema, grid, runner, aggregation and resume, end to end on tiny sweeps."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from antireg.data import n_train_for
 from antireg.experiments import ConfigError, ExperimentCfg, expand, load_config, run_sweep
 from antireg.experiments import sweep as sweep_mod
 from antireg.experiments.config import packaged_configs
+from antireg.experiments.runner import remove_stale_tmp
 
 TINY = {
     "experiment": "tiny",
@@ -125,6 +128,15 @@ def test_run_ids_are_deterministic_and_content_addressed():
     assert not {s.run_id for s in a} & {s.run_id for s in changed}
 
 
+def test_run_ids_of_existing_configs_stay_put():
+    """Fields added to RunSpec must not move the ids of finished runs (resume would redo them)."""
+    ids = [s.run_id for s in expand(_cfg(), 442)]
+    assert ids[:4] == ["erm-none-sgd-f0.2-s0-bfa33cc178ff", "ar-none-sgd-f0.2-s0-cefcda4f27e5",
+                       "ar-none-sgd-f0.2-s0-178b8f16ba58", "ar-l2-sgd-f0.2-s0-40d2fd0474a9"]  # fmt: skip
+    bound = expand(_cfg(ar={**TINY["ar"], "lambda0_unit": "bound"}), 442)
+    assert not {s.run_id for s in bound if s.method == "ar"} & set(ids)
+
+
 # -- end to end -----------------------------------------------------------------------------
 
 
@@ -192,6 +204,31 @@ def test_run_directory_holds_config_metrics_log_and_diagnostics(finished):
     assert len(log) == 15 and (log["lambda"] == metrics["lambda_n"]).all()
     assert log["proj_events"].sum() / log["steps"].sum() == pytest.approx(diag["r_proj"])
     assert not list((out / "experiments").glob(".tmp-*"))
+
+
+def test_stale_tmp_dirs_of_dead_writers_on_this_host_are_removed(tmp_path):
+    spec = expand(_cfg(), 442)[0]
+    exp = tmp_path / "experiments"
+    # a writer SIGKILLed mid-write leaves its temporary directory behind
+    script = (
+        "import os, signal, sys, numpy as np\n"
+        "from antireg.experiments import runner\n"
+        "from antireg.experiments.grid import RunSpec\n"
+        "spec = RunSpec.model_validate_json(sys.argv[1])\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "runner.write_run(spec, sys.argv[2], {k: 0 for k in runner.DIAGNOSTICS}, [], {'outputs_test': np.zeros(3)})\n"
+    )
+    killed = subprocess.Popen([sys.executable, "-c", script, spec.model_dump_json(), str(exp)])
+    assert killed.wait() == -9
+    [dead] = exp.glob(".tmp-*")
+    live = exp / f".tmp-{spec.run_id}@{socket.gethostname()}@{os.getpid()}-abc"  # a sweep writing now
+    elsewhere = exp / f".tmp-{spec.run_id}@another-host.example@{killed.pid}-abc"  # its pid means nothing here
+    legacy = exp / f".tmp-{spec.run_id}-abc"  # older name, without host and pid
+    for d in (live, elsewhere, legacy):
+        d.mkdir()
+    assert remove_stale_tmp(exp) == 1
+    assert not dead.exists() and live.is_dir() and elsewhere.is_dir() and legacy.is_dir()
+    assert remove_stale_tmp(exp) == 0 and remove_stale_tmp(tmp_path / "missing") == 0
 
 
 def test_rerun_skips_everything_and_reproduces_the_numbers(finished, tmp_path):

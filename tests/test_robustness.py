@@ -64,6 +64,7 @@ def test_sigkill_mid_sweep_then_resume_loses_and_duplicates_nothing(tmp_path):
     runs = pd.read_csv(out / "results" / "killme.csv")
     assert len(runs) == total and runs["run_id"].is_unique
     assert len(_finished(out)) == total
+    assert not list((out / "experiments").glob(".tmp-*")), "a folder the kill left half-written is cleaned up"
 
     # and the numbers equal an uninterrupted sweep's, bit for bit
     clean = tmp_path / "clean"

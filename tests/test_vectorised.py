@@ -11,7 +11,7 @@ import torch
 
 from antireg.data import default_data_dir
 from antireg.experiments import ExperimentCfg, expand, run_sweep
-from antireg.experiments.runner import group_key, prepare, single_threaded, train_group, train_run
+from antireg.experiments.runner import group_key, prepare, sweep_settings, train_group, train_run
 from antireg.experiments.sweep import make_tasks
 from antireg.rules import make_rule
 from antireg.vectorised import StackedStep, fit_stacked
@@ -88,7 +88,7 @@ def _assert_close(a, b, rtol=1e-5):
 
 
 def _both(specs):
-    with single_threaded():
+    with sweep_settings():
         sequential = [train_run(s, DATA) for s in specs]
         vectorised = [out for group in _groups(specs) for out in train_group(group, DATA)]
     order = [s for group in _groups(specs) for s in group]
@@ -124,7 +124,7 @@ def test_vectorised_equals_sequential_per_model(raw):
 def test_mlp_products_equal_the_generic_vmap_path_bit_for_bit():
     """The batched-product forward of MLPs is a shortcut, not a different computation."""
     specs = _groups(_specs(REG))[0][:5]
-    with single_threaded():
+    with sweep_settings():
         direct, wrapped = ([prepare(s, DATA) for s in specs] for _ in range(2))
         for run in wrapped:  # the same parameters inside a container: not a plain MLP, so vmap runs it
             run.model = torch.nn.Sequential(run.model)

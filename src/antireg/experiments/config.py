@@ -14,7 +14,16 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ABLATIONS = ("none", "no_trust_region", "no_grad_clip", "l2", "constant_lambda")
+# The safeguards each safeguard ablation switches off for its AR runs; the other two ablations
+# change λ(n) instead: ``l2`` flips its sign, ``constant_lambda`` drops its decay.
+SAFEGUARDS_OFF: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "no_trust_region": frozenset({"trust_region"}),
+    "no_grad_clip": frozenset({"grad_clip"}),
+    "no_spectral_clamp": frozenset({"spectral_clamp"}),
+    "no_safeguards": frozenset({"trust_region", "grad_clip", "spectral_clamp"}),
+}
+ABLATIONS = (*SAFEGUARDS_OFF, "l2", "constant_lambda")
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
@@ -72,10 +81,18 @@ class SafeguardsCfg(_Strict):
 
 
 class ARCfg(_Strict):
-    """λ(n) for AR is −|λ₀|·(n₀/n)^α (power_law); the ``l2`` ablation flips the sign."""
+    """λ(n) for AR is −|λ₀|·u(n)·(n₀/n)^α (power_law); the ``l2`` ablation flips the sign.
+
+    ``lambda0_unit`` sets the unit u(n) of λ₀: ``absolute`` (u = 1) or ``bound``, the
+    spectral bound of the run itself, u(n) = μ_min/n with μ_min the smallest nonzero
+    eigenvalue of its Gram or NTK matrix. So with ``bound`` and the constant schedule,
+    λ₀ = c asks for λ(n) = −c·μ_min/n: c < 1 lies inside the safe region, c > 1 beyond it
+    (where, without the spectral clamp, ½·MSE + λ·½‖θ‖² is unbounded below for a linear model).
+    """
 
     schedule: Literal["power_law", "constant", "dof_target"] = "power_law"
     lambda0: list[Annotated[float, Field(gt=0.0)]] = [0.01]
+    lambda0_unit: Literal["absolute", "bound"] = "absolute"
     alpha: list[Annotated[float, Field(ge=0.0)]] = [1.0]
     n0: Annotated[int, Field(ge=1)] | None = None
     center: Literal["zero", "init"] = "zero"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from antireg.experiments.config import (
+    SAFEGUARDS_OFF,
     ConfigError,
     ExperimentCfg,
     ModelCfg,
@@ -25,7 +26,8 @@ from antireg.experiments.config import (
 
 
 class RunSpec(BaseModel):
-    """One training run, fully resolved. ``lambda0`` is signed (AR < 0 < L2)."""
+    """One training run, fully resolved. ``lambda0`` is signed (AR < 0 < L2), in units of
+    ``lambda0_unit`` (see :class:`~antireg.experiments.config.ARCfg`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,9 +59,11 @@ class RunSpec(BaseModel):
     ece_bins: int
     rule: str = "erm"
     rule_params: dict[str, Any] = {}
+    lambda0_unit: Literal["absolute", "bound"] = "absolute"  # of lambda0: 1, or the run's μ_min/n
 
     def _digest(self, fields: set[str] | None = None) -> str:
-        blob = json.dumps(self.model_dump(mode="json", include=fields), sort_keys=True)
+        at_default = {f for f in LATER_FIELDS if getattr(self, f) == type(self).model_fields[f].default}
+        blob = json.dumps(self.model_dump(mode="json", include=fields, exclude=at_default), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
@@ -74,6 +78,9 @@ class RunSpec(BaseModel):
         return self._digest(CONDITION_FIELDS)[:16]
 
 
+# Fields added after run ids were first written: left out of the hash at their default, so
+# that the runs of existing configs keep their ids (and a resumed sweep its finished runs).
+LATER_FIELDS = ("lambda0_unit",)
 CONDITION_FIELDS = {
     "dataset", "dataset_options", "split", "seed", "fraction", "n_train",
     "model", "optimizer", "optim", "training", "ece_bins",
@@ -88,8 +95,16 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
     n0 = cfg.ar.n0 or min(sizes.values())
     if cfg.ar.schedule == "dof_target" and ({"l2", "constant_lambda"} & set(cfg.ablations)):
         raise ConfigError("ablations 'l2' and 'constant_lambda' need ar.schedule power_law or constant, not dof_target")
-    if cfg.ar.schedule == "dof_target" and not (cfg.model.kind == "linear" or (cfg.model.kind == "mlp" and cfg.ar.ntk)):
+    has_spectrum = cfg.model.kind == "linear" or (cfg.model.kind == "mlp" and cfg.ar.ntk)
+    if cfg.ar.schedule == "dof_target" and not has_spectrum:
         raise ConfigError("ar.schedule dof_target needs a spectrum: use model.kind 'linear', or an mlp with ar.ntk: true")
+    if cfg.ar.lambda0_unit == "bound" and not has_spectrum:
+        raise ConfigError(
+            "ar.lambda0_unit 'bound' needs a spectrum to measure λ₀ against: use model.kind 'linear', "
+            "or an mlp with ar.ntk: true (or ar.lambda0_unit: absolute)"
+        )
+    if cfg.ar.lambda0_unit == "bound" and cfg.ar.schedule == "dof_target":
+        raise ConfigError("ar.lambda0_unit 'bound' scales λ₀, which ar.schedule dof_target does not use; drop one")
     if cfg.ar.ntk and cfg.model.kind != "mlp":
         raise ConfigError(f"ar.ntk applies to model.kind 'mlp' (linear models use their design spectrum), not '{cfg.model.kind}'")
     sg = cfg.safeguards
@@ -135,13 +150,15 @@ def _ar_runs(cfg: ExperimentCfg, common: dict, ablation: str, sg) -> list[RunSpe
     sign = 1.0 if ablation == "l2" else -1.0
     lambdas = [0.0] if schedule == "dof_target" else cfg.ar.lambda0
     alphas = [0.0] if schedule in ("constant", "dof_target") else cfg.ar.alpha
+    off = SAFEGUARDS_OFF.get(ablation, frozenset())
     return [
         RunSpec(
             **common, method="ar", ablation=ablation, schedule=schedule, lambda0=sign * lam0, alpha=alpha,
-            grad_clip=None if ablation == "no_grad_clip" else sg.grad_clip,
-            trust_radius=None if ablation == "no_trust_region" else sg.trust_radius,
-            trust_factor=None if ablation == "no_trust_region" else sg.trust_factor,
-            spectral_eta=sg.spectral_eta,
+            lambda0_unit=cfg.ar.lambda0_unit,
+            grad_clip=None if "grad_clip" in off else sg.grad_clip,
+            trust_radius=None if "trust_region" in off else sg.trust_radius,
+            trust_factor=None if "trust_region" in off else sg.trust_factor,
+            spectral_eta=None if "spectral_clamp" in off else sg.spectral_eta,
         )  # fmt: skip
         for lam0 in lambdas
         for alpha in alphas

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
 import functools
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -105,15 +108,29 @@ def spectrum(spec: RunSpec, model: torch.nn.Module, X_train: torch.Tensor) -> np
     return None
 
 
+def bound_unit(eigs: np.ndarray, n: int) -> float:
+    """μ_min/n, the magnitude of the spectral bound λ > −μ_min/n of a run on n points: the
+    smallest eigenvalue of the Hessian of ½·mean squared error (``lambda0_unit: bound``)."""
+    return float(np.min(eigs)) / n
+
+
 def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
-    """λ(n) from the schedule, then the spectral clamp where a spectrum is known."""
+    """λ(n) from the schedule, then the spectral clamp where a spectrum is known.
+
+    With ``lambda0_unit: bound``, λ₀ is first converted to absolute units:
+    λ₀ ← λ₀·μ_min/n (:func:`bound_unit`), so constant gives λ(n) = λ₀·μ_min/n and
+    power_law λ(n) = λ₀·(μ_min/n)·(n₀/n)^α.
+    """
     n = spec.n_train
+    if spec.lambda0_unit == "bound" and eigs is None:  # expand() rejects such configs; a hand-made spec may not
+        raise ValueError("lambda0_unit 'bound' needs the run's spectrum: a linear model, or an mlp with ntk")
+    lam0 = spec.lambda0 * (bound_unit(eigs, n) if spec.lambda0_unit == "bound" else 1.0)
     if spec.schedule == "zero":
         lam = schedules.zero()(n)
     elif spec.schedule == "constant":
-        lam = schedules.constant(spec.lambda0)(n)
+        lam = schedules.constant(lam0)(n)
     elif spec.schedule == "power_law":
-        lam = schedules.power_law(spec.lambda0, spec.alpha, spec.n0)(n)
+        lam = schedules.power_law(lam0, spec.alpha, spec.n0)(n)
     else:
         kappa = spec.kappa if spec.kappa is not None else schedules.baseline_kappa(eigs, spec.n0, spec.delta)
         lam = schedules.dof_target(kappa, eigs, eta=spec.spectral_eta or 0.1)(n)
@@ -121,10 +138,11 @@ def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
     if eigs is not None and spec.spectral_eta is not None:
         lam, clamped = spectral_clamp(lam, eigs, n, eta=spec.spectral_eta)
     known = eigs is not None
+    safe = known and lam > -bound_unit(eigs, n)  # df(λ) has a pole at the bound and no meaning past it
     return {
         "lambda_n": lam, "lambda_requested": requested, "clamped": clamped,
         "lambda_bound": spectral.safe_alpha_min(eigs, spec.spectral_eta or 0.1) / n if known else math.nan,
-        "df_per_n": float(spectral.dof(eigs, n * lam)) / n if known else math.nan,
+        "df_per_n": float(spectral.dof(eigs, n * lam)) / n if safe else math.nan,
     }  # fmt: skip
 
 
@@ -235,7 +253,8 @@ def finish(run: Prepared, result: FitResult, wall_s: float) -> tuple[dict, list[
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
-        lambda0=spec.lambda0, alpha=spec.alpha, rule_params=format_params(spec.rule_params), **run.lam,
+        lambda0=spec.lambda0, lambda0_unit=spec.lambda0_unit, alpha=spec.alpha,
+        rule_params=format_params(spec.rule_params), **run.lam,
         r_clip=step.clip.rate if step.clip else 0.0,
         r_proj=step.trust_region.rate if step.trust_region else 0.0,
         diverged=result.diverged, divergence=result.divergence, steps=result.steps,
@@ -297,13 +316,47 @@ DIAGNOSTICS = ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_pe
                "diverged", "divergence", "steps", "best_epoch")  # fmt: skip
 
 
+# A run directory being written: .tmp-<run id>@<host>@<pid>-<random>, so that the
+# directories of killed writers can be told from those of live ones (remove_stale_tmp).
+_TMP_NAME = re.compile(r"^\.tmp-.+@(?P<host>[^@]+)@(?P<pid>\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_tmp(experiments_dir: str | Path) -> int:
+    """Remove the temporary run directories that writers on this host left when they
+    were killed mid-write (:func:`write_run`), and return how many. A directory of a
+    live process (another sweep writing now), of another host, or without host and pid
+    in its name is left alone. POSIX only (elsewhere it removes nothing)."""
+    experiments_dir = Path(experiments_dir)
+    if os.name != "posix" or not experiments_dir.is_dir():
+        return 0
+    host, removed = socket.gethostname(), 0
+    for path in experiments_dir.glob(".tmp-*"):
+        match = _TMP_NAME.match(path.name)
+        if match and match["host"] == host and not _alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history: list[dict], artefacts: dict) -> None:
     """Write a finished run's directory atomically: build it under a temporary name,
     then rename, so a directory named after a run id always holds a complete run."""
     experiments_dir = Path(experiments_dir)
     run_dir = experiments_dir / spec.run_id
     experiments_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{spec.run_id}-", dir=experiments_dir))
+    prefix = f".tmp-{spec.run_id}@{socket.gethostname()}@{os.getpid()}-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=experiments_dir))
     try:
         config = {"run_id": spec.run_id, "condition_id": spec.condition_id, **spec.model_dump(mode="json")}
         (tmp / "config.json").write_text(_json(config))
@@ -320,10 +373,31 @@ def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@functools.cache
+def _keep_freed_memory() -> None:
+    """Have glibc keep freed memory for reuse rather than hand it back to the kernel.
+
+    Batched training allocates and frees tensors of a few MiB every step. By default
+    glibc serves each from fresh pages (mmap, or a heap it has just trimmed), which the
+    kernel must zero and fault in: a third of a vectorised step's time at small n. The
+    same as running with ``MALLOC_MMAP_THRESHOLD_=32MiB MALLOC_TRIM_THRESHOLD_=512MiB``;
+    it lasts for the process (mallopt cannot be undone), which is the sweep's own.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_trim_threshold, 512 << 20)
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+
+
 @contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """One intra-op thread while training, so that results are bit-identical whichever
-    executor (and however many workers) ran them; parallelism comes from the executor."""
+def sweep_settings() -> Iterator[None]:
+    """The settings a sweep's runs train under. One intra-op thread, so that results are
+    bit-identical whichever executor (and however many workers) ran them; parallelism
+    comes from the executor. And freed memory kept for reuse (:func:`_keep_freed_memory`)."""
+    _keep_freed_memory()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -338,7 +412,7 @@ def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path, de
     done = finished_metrics(run_dir)
     if done is not None:
         return done
-    with single_threaded():
+    with sweep_settings():
         metrics, history, artefacts = train_run(spec, data_dir, device)
     write_run(spec, experiments_dir, metrics, history, artefacts)
     return metrics
@@ -351,7 +425,7 @@ def execute_group(specs: Sequence[RunSpec], experiments_dir: str | Path, data_di
     todo = [s for s in specs if not is_done(Path(experiments_dir) / s.run_id)]
     if not todo:
         return
-    with single_threaded():
+    with sweep_settings():
         outputs = train_group(specs, data_dir, device)
     for spec, output in zip(specs, outputs):
         if spec in todo:

@@ -32,8 +32,9 @@ from antireg.experiments.runner import (
     execute_group,
     group_key,
     is_done,
+    remove_stale_tmp,
     resolve_device,
-    single_threaded,
+    sweep_settings,
     train_group,
     train_run,
     write_run,
@@ -129,7 +130,7 @@ def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str) -> Non
 
 def _train_task(task: Task, data_dir: Path, device: str) -> list[tuple[dict, list[dict], dict]]:
     """Train a task's runs and return their outputs, for the caller to write (remote workers)."""
-    with single_threaded():
+    with sweep_settings():
         return train_group(task.specs, data_dir, device) if task.vectorised else [train_run(task.specs[0], data_dir, device)]
 
 
@@ -181,6 +182,8 @@ def run_sweep(
     specs = plan(cfg, data_dir, seeds, fractions, optimizers)
     _check_writable(output_dir)
     exp_dir = (output_dir / "experiments").resolve()
+    if removed := remove_stale_tmp(exp_dir):
+        print(f"antireg: removed {removed} unfinished run folder(s) of killed writers in {exp_dir}", file=sys.stderr)
     todo = [s for s in specs if not is_done(exp_dir / s.run_id)]
     for spec in todo:
         if (exp_dir / spec.run_id).exists():
