@@ -158,6 +158,7 @@ def main() -> None:
     data_dir = Path(default_data_dir()).resolve()
     print(f"Concrete grid: 40 runs (MLP 8-64-64-1, 8 seeds x 5 lambda0, SGD with momentum, full batch), "
           f"{args.epochs} epochs; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    runs_per_second(grid(1, args.fractions[0]))  # untimed: one-time imports and data loading, shared by all paths
     print("| fraction (n) | path | runs/s (wall) | vs sequential | runs per CPU-s | vs sequential |")
     print("|---|---|---|---|---|---|")
     flops = []

@@ -12,6 +12,7 @@ import torch
 
 from antireg.experiments import ConfigError, ExperimentCfg, SweepError, run_sweep
 from antireg.experiments import sweep as sweep_mod
+from antireg.experiments import executors
 from antireg.experiments.executors import make_executor
 from antireg.experiments.runner import resolve_device
 
@@ -73,8 +74,19 @@ def test_local_resume_rewrites_the_same_files(reference, tmp_path):
     _check_resume(reference, tmp_path)
 
 
-def test_process_pool_writes_identical_files_and_resumes(reference, tmp_path):
+@pytest.mark.parametrize("cuda_initialised", [False, True])
+def test_process_pool_writes_identical_files_and_resumes(reference, tmp_path, monkeypatch, cuda_initialised):
+    # forked workers where that is safe; spawned ones once this process has initialised CUDA
+    methods, real = [], executors.multiprocessing.get_context
+
+    def get_context(method):
+        methods.append(method)
+        return real(method)
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda_initialised)
+    monkeypatch.setattr(executors.multiprocessing, "get_context", get_context)
     _check_resume(reference, tmp_path, jobs=2)
+    assert methods == ["spawn" if cuda_initialised or sys.platform != "linux" else "fork"]
 
 
 @pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'antireg[ray]')")
