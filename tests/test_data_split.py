@@ -137,3 +137,27 @@ def test_synthetic_is_deterministic_and_exposes_true_coefficients():
     residual = a.y - a.X @ a.meta["coef"]
     assert residual.std() == pytest.approx(0.3, rel=0.05)
     assert not np.array_equal(a.y, make_synthetic(n=4000, d=5, noise=0.3, seed=8).y)
+
+
+@pytest.mark.parametrize("X, y, task, n_classes, fragment", [
+    (np.array([[1.0], [np.nan]]), np.zeros(2), "regression", None, "NaN or infinite"),
+    (np.ones((2, 1)), np.array([0.0, np.inf]), "regression", None, "NaN or infinite"),
+    (np.ones((3, 1)), np.zeros(2), "regression", None, "shape"),
+    (np.ones(3), np.zeros(3), "regression", None, "shape"),
+    (np.ones((0, 2)), np.zeros(0), "regression", None, "no examples"),
+    (np.array([["a"], ["b"]]), np.zeros(2), "regression", None, "numeric"),
+    (np.ones((2, 1)), np.array([0, 3]), "classification", 3, r"labels must be integers in \[0, 2\]"),
+    (np.ones((2, 1)), np.array([0, -1]), "classification", 3, "labels"),
+    (np.ones((2, 1)), np.array([0.0, 1.0]), "classification", 3, "labels"),
+    (np.ones((2, 1)), np.array([0, 1]), "classification", None, "n_classes"),
+    (np.ones((2, 1)), np.array([0, 1]), "ranking", None, "task"),
+])
+def test_dataset_refuses_unusable_data(X, y, task, n_classes, fragment):
+    with pytest.raises(DataError, match=fragment):
+        Dataset("bad", X, y, task, n_classes=n_classes)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, None, "0", True])
+def test_seed_must_be_a_non_negative_integer(diabetes, seed):
+    with pytest.raises(DataError, match="seed must be an integer >= 0"):
+        make_split(diabetes, seed=seed)

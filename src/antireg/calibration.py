@@ -33,8 +33,16 @@ def _to_numpy(a: Any) -> np.ndarray:
 
 def _prepare(scores: Any, y: Any, logits: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate the inputs and return (probabilities, log-probabilities, labels)."""
-    s = _to_numpy(scores).astype(np.float64)
-    labels = _to_numpy(y)
+    if logits not in (None, True, False):
+        raise ValueError(f"logits must be None, True or False, got {logits!r}")
+    try:
+        s = _to_numpy(scores).astype(np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"scores must be a numeric array of shape (n, k): {e}") from e
+    try:
+        labels = _to_numpy(y)
+    except ValueError as e:  # ragged nested sequences
+        raise ValueError(f"labels must be a 1-D array of class indices: {e}") from e
     if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 2:
         raise ValueError(f"scores must have shape (n, k) with n >= 1 and k >= 2 classes, got {s.shape}")
     if not np.all(np.isfinite(s)):
@@ -46,15 +54,19 @@ def _prepare(scores: Any, y: Any, logits: bool | None) -> tuple[np.ndarray, np.n
     )
     if not integral:
         raise ValueError("labels must be integers (class indices)")
-    labels = labels.astype(np.int64)
-    if labels.min() < 0 or labels.max() >= s.shape[1]:
+    if labels.min() < 0 or labels.max() >= s.shape[1]:  # before the cast, which could wrap
         raise ValueError(f"labels must lie in [0, {s.shape[1] - 1}], got [{labels.min()}, {labels.max()}]")
+    labels = labels.astype(np.int64)
 
     in_unit = np.all((s >= 0) & (s <= 1))
     on_simplex = bool(in_unit and np.allclose(s.sum(axis=1), 1.0, rtol=0, atol=_SIMPLEX_TOL))
     if logits is None:
         logits = not on_simplex
     if logits:
+        with np.errstate(over="ignore"):
+            spread = s.max(axis=1) - s.min(axis=1)
+        if not np.all(np.isfinite(spread)):
+            raise ValueError("logits span more than float64's range (max - min overflows); rescale them")
         return softmax(s, axis=1), log_softmax(s, axis=1), labels
     if not on_simplex:
         raise ValueError("logits=False but the rows of scores are not probability vectors")

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
-from sklearn.metrics import check_scoring
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, _fit_context
+from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from antireg.spectral import center_design, clamp_alpha, dof, safe_alpha_min, thin_svd
@@ -29,6 +31,34 @@ __all__ = ["ARRidge", "ARRidgeCV"]
 
 # |1 - h| at or below this counts as zero: the LOO/GCV error is then 0/0.
 _UNDEFINED_TOL = np.sqrt(np.finfo(float).eps)
+
+
+# Centred targets smaller than this have squared LOO/GCV errors below the normal
+# float64 range, where the scores (and the choice of alpha) lose their precision.
+_SMALLEST_SQUARABLE = np.sqrt(np.finfo(float).tiny / np.finfo(float).eps)
+
+
+def _require_float_range(
+    *arrays: np.ndarray, eigs: np.ndarray | None = None, ok: bool = True
+) -> None:
+    """Raise ``ValueError`` when float64 arithmetic on the data over- or underflowed.
+
+    Inputs are checked for NaN and infinity by scikit-learn's validation; this
+    catches finite inputs whose scale leaves float64's range: ``ok`` must hold,
+    every array must be finite, and squared singular values ``eigs`` normal floats
+    (``1 / eigs`` enters the solution and :func:`antireg.spectral.check_eigs`
+    requires them).
+    """
+    ok = ok and all(np.isfinite(a).all() for a in arrays)
+    if eigs is not None and eigs.size:
+        ok = ok and bool(np.isfinite(eigs.max()) and eigs.min() >= np.finfo(float).tiny)
+    if not ok:
+        raise ValueError(
+            "the data's scale is outside float64's range for this computation (X, y or "
+            "sample_weight too large or too small, so squared singular values, squared "
+            "errors or the solution overflow or underflow); rescale X and y, e.g. with "
+            "StandardScaler."
+        )
 
 
 @dataclass
@@ -59,22 +89,38 @@ class _BaseARRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Validation, decomposition, solution and prediction shared by both estimators."""
 
     def _decompose(self, X, y, sample_weight) -> _Spectral:
+        # scikit-learn raises TypeError for a scalar y; a wrong shape is a ValueError
+        if np.isscalar(y) or getattr(y, "ndim", None) == 0:
+            raise ValueError(
+                f"y must have shape (n_samples,) or (n_samples, n_targets), got the scalar {y!r}."
+            )
         X, y = validate_data(
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True
         )
+        if getattr(sample_weight, "ndim", None) == 0:  # a 0-d array: a scalar weight, like a number
+            try:
+                sample_weight = float(sample_weight)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"sample_weight must be numeric, got {sample_weight!r}.") from e
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
             )
         y_ndim, y = y.ndim, y.reshape(len(y), -1)
-        A, X_offset, sqrt_sw = center_design(X, self.fit_intercept, sample_weight)
-        Y, y_offset, _ = center_design(y, self.fit_intercept, sample_weight)
-        U, s, Vt = thin_svd(A)
-        return _Spectral(U, s, Vt, y, y_ndim, Y, U.T @ Y, sqrt_sw, X_offset, y_offset)
+        with np.errstate(all="ignore"):  # overflow is reported by _require_float_range
+            A, X_offset, sqrt_sw = center_design(X, self.fit_intercept, sample_weight)
+            Y, y_offset, _ = center_design(y, self.fit_intercept, sample_weight)
+            _require_float_range(A, Y, X_offset, y_offset)
+            U, s, Vt = thin_svd(A)
+            UtY = U.T @ Y
+            _require_float_range(UtY, eigs=s**2)
+        return _Spectral(U, s, Vt, y, y_ndim, Y, UtY, sqrt_sw, X_offset, y_offset)
 
     def _set_solution(self, spec: _Spectral, alpha: float) -> None:
-        coef = spec.coef(alpha)
-        intercept = spec.y_offset - spec.X_offset @ coef
+        with np.errstate(all="ignore"):
+            coef = spec.coef(alpha)
+            intercept = spec.y_offset - spec.X_offset @ coef
+        _require_float_range(coef, intercept)
         self.alpha_ = float(alpha)
         self.dof_ = float(dof(spec.eigs, alpha))
         if spec.y_ndim == 1:
@@ -86,7 +132,10 @@ class _BaseARRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         """Predict ``X @ coef_.T + intercept_``."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return X @ self.coef_.T + self.intercept_
+        with np.errstate(all="ignore"):
+            prediction = X @ self.coef_.T + self.intercept_
+        _require_float_range(prediction)
+        return prediction
 
 
 class ARRidge(_BaseARRidge):
@@ -99,6 +148,10 @@ class ARRidge(_BaseARRidge):
     below the spectral-safety bound ``alpha_min = -(1 - eta) * s_min^2``
     (``s_min`` the smallest nonzero singular value) is clamped to the bound with
     a :class:`UserWarning` (Kim, Jeong, Oh (2025), arXiv:2508.17412).
+
+    Invalid parameters or data (NaN, infinity, wrong shapes or types) raise
+    ``ValueError`` naming the problem, as does data whose scale leaves float64's
+    range (squared singular values must be normal floats): rescale it.
 
     Parameters
     ----------
@@ -124,11 +177,19 @@ class ARRidge(_BaseARRidge):
     feature_names_in_ : ndarray of str, only when ``X`` has string column names
     """
 
+    # Types here; values (alpha finite, eta in (0, 1)) in antireg.spectral.
+    _parameter_constraints: dict = {
+        "alpha": [Real],
+        "fit_intercept": ["boolean"],
+        "eta": [Real],
+    }
+
     def __init__(self, alpha: float = 1.0, *, fit_intercept: bool = True, eta: float = 0.1):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.eta = eta
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> ARRidge:
         """Fit on ``X`` (n_samples, n_features) and ``y`` (n_samples,) or (n_samples, n_targets)."""
         spec = self._decompose(X, y, sample_weight)
@@ -201,6 +262,16 @@ class ARRidgeCV(_BaseARRidge):
     cv_results_ : ndarray of shape (n_samples, n_alphas) or (n_samples, n_targets, n_alphas)
     """
 
+    _parameter_constraints: dict = {
+        "alphas": ["array-like", Real, None],
+        "fit_intercept": ["boolean"],
+        "eta": [Real],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "criterion": [StrOptions({"loo", "gcv"})],
+        "store_cv_results": ["boolean"],
+        "n_alphas": [Interval(Integral, 3, None, closed="left")],
+    }
+
     def __init__(
         self,
         alphas: ArrayLike | None = None,
@@ -220,25 +291,28 @@ class ARRidgeCV(_BaseARRidge):
         self.store_cv_results = store_cv_results
         self.n_alphas = n_alphas
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> ARRidgeCV:
         """Fit on ``X`` (n_samples, n_features) and ``y`` (n_samples,) or (n_samples, n_targets)."""
-        if self.criterion not in ("loo", "gcv"):
-            raise ValueError(f"criterion must be 'loo' or 'gcv', got {self.criterion!r}.")
         spec = self._decompose(X, y, sample_weight)
         n_samples = spec.Y.shape[0]
         if n_samples < 2:
             raise ValueError(f"ARRidgeCV needs n_samples >= 2, got n_samples = {n_samples}.")
+        y_peak = np.abs(spec.Y).max()
+        _require_float_range(ok=not 0 < y_peak < _SMALLEST_SQUARABLE)
         self.alpha_min_ = safe_alpha_min(spec.eigs, self.eta)
         self.alphas_ = self._alpha_grid(spec.eigs)
 
-        errors = self._cv_errors(spec, self.alphas_)  # (n, m, t)
-        defined = np.isfinite(errors).all(axis=(0, 2))
-        if not defined.any():
-            raise ValueError(
-                f"The {self.criterion.upper()} criterion is undefined for every alpha "
-                f"in {self.alphas_}; see the ARRidgeCV docstring."
-            )
-        results, scores = self._score(spec, errors, defined)
+        with np.errstate(all="ignore"):  # overflow is reported by _require_float_range
+            errors = self._cv_errors(spec, self.alphas_)  # (n, m, t), NaN where undefined
+            defined = ~np.isnan(errors).any(axis=(0, 2))
+            if not defined.any():
+                raise ValueError(
+                    f"The {self.criterion.upper()} criterion is undefined for every alpha "
+                    f"in {self.alphas_}; see the ARRidgeCV docstring."
+                )
+            results, scores = self._score(spec, errors, defined)
+        _require_float_range(scores[defined])
         best = int(np.argmax(scores))
         self.best_score_ = float(scores[best])
         self._set_solution(spec, self.alphas_[best])
@@ -250,18 +324,21 @@ class ARRidgeCV(_BaseARRidge):
 
     def _alpha_grid(self, eigs: np.ndarray) -> np.ndarray:
         if self.alphas is None:
-            n = int(self.n_alphas)
-            if n < 3:
-                raise ValueError(f"n_alphas must be >= 3, got {self.n_alphas!r}.")
+            n = self.n_alphas
             if eigs.size == 0:
                 return np.zeros(1)
             n_neg = n // 4
             negative = self.alpha_min_ * np.linspace(1.0, 0.0, n_neg, endpoint=False)
             positive = np.geomspace(1e-3 * eigs.min(), 1e3 * eigs.max(), n - n_neg - 1)
             return np.concatenate([negative, [0.0], positive])
-        alphas = np.atleast_1d(np.asarray(self.alphas, dtype=float))
+        try:
+            alphas = np.atleast_1d(np.asarray(self.alphas, dtype=float))
+        except (TypeError, ValueError):
+            alphas = np.array([np.nan])
         if alphas.ndim != 1 or alphas.size == 0 or not np.isfinite(alphas).all():
-            raise ValueError("alphas must be a nonempty 1-D array of finite floats.")
+            raise ValueError(
+                f"alphas must be a nonempty 1-D array of finite floats, got {self.alphas!r}."
+            )
         unsafe = alphas < self.alpha_min_
         if unsafe.all():
             raise ValueError(

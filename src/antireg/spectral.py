@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike
 __all__ = [
     "alpha_for_dof",
     "center_design",
+    "check_eigs",
     "clamp_alpha",
     "dof",
     "gram_spectrum",
@@ -63,11 +64,19 @@ def thin_svd(
     than a full SVD for tall or wide designs; the other factor is ``A V / s`` (or
     ``A^T U / s``).  Eigenvalues ``s_i^2 <= rtol * max(s^2)`` are treated as zero;
     the default ``rtol = max(n, d) * eps`` is the rounding level of the Gram matrix.
+    A design whose entries are too large or too small for its Gram matrix to fit in
+    float64 is first scaled by a power of two (exactly), so only ``s`` itself must
+    be representable.  Raises ``ValueError`` for a non-finite or non-2-D ``A``.
     """
     A = np.asarray(A, dtype=float)
+    if A.ndim != 2:
+        raise ValueError(f"A must be a 2-D array, got shape {A.shape}.")
     n, d = A.shape
     if rtol is None:
         rtol = max(n, d) * np.finfo(float).eps
+    exponent = _gram_safe_exponent(A)
+    if exponent:
+        A = np.ldexp(A, -exponent)
     tall = n >= d
     mu, W = np.linalg.eigh(A.T @ A if tall else A @ A.T)
     mu, W = mu[::-1], W[:, ::-1]
@@ -75,7 +84,27 @@ def thin_svd(
     s, W = np.sqrt(mu[keep]), W[:, keep]
     other = A @ W if tall else A.T @ W
     other /= s
+    if exponent:
+        with np.errstate(over="ignore"):
+            s = np.ldexp(s, exponent)
+        if not np.isfinite(s).all():
+            raise ValueError(
+                "the singular values of A overflow float64 (its entries are too large); "
+                "rescale the data."
+            )
     return (other, s, W.T) if tall else (W, s, other.T)
+
+
+def _gram_safe_exponent(A: np.ndarray) -> int:
+    """0 when ``A``'s Gram matrix is safely inside float64's range, else the binary
+    exponent of ``max |A|`` (so ``A * 2**-exponent`` has entries of order 1).
+    Raises ``ValueError`` for NaN or infinite entries (min and max propagate them)."""
+    scale = max(-A.min(), A.max()) if A.size else 0.0
+    if not np.isfinite(scale):
+        raise ValueError("A contains NaN or infinite values.")
+    if scale == 0.0 or 1e-100 <= scale <= 1e100:
+        return 0
+    return int(np.frexp(scale)[1])
 
 
 def gram_spectrum(
@@ -91,7 +120,49 @@ def gram_spectrum(
     ``eigs`` used by :func:`dof` and :func:`safe_alpha_min` for linear ridge.
     """
     A, _, _ = center_design(X, fit_intercept, sample_weight)
-    return thin_svd(A, rtol)[1] ** 2
+    with np.errstate(over="ignore", under="ignore"):
+        eigs = thin_svd(A, rtol)[1] ** 2
+    return check_eigs(eigs)
+
+
+def check_eigs(eigs: ArrayLike) -> np.ndarray:
+    """``eigs`` as a float array, else ``ValueError`` naming what is wrong.
+
+    The one validation of a spectrum for every function here: a 1-D array of
+    finite, strictly positive eigenvalues, each at least the smallest normal float64
+    (subnormal values have lost their precision).  An empty spectrum is allowed.
+    """
+    try:
+        eigs = np.asarray(eigs, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"eigs must be a 1-D array of numbers: {e}") from e
+    if eigs.ndim != 1:
+        raise ValueError(f"eigs must be a 1-D array of eigenvalues, got shape {eigs.shape}.")
+    if not np.isfinite(eigs).all():
+        raise ValueError(
+            "eigs contain NaN or infinite values (an overflowing spectrum means the "
+            "data are too large for float64: rescale them)."
+        )
+    if eigs.size and not eigs.min() >= np.finfo(float).tiny:
+        raise ValueError(
+            "eigs must be the strictly positive eigenvalues (each at least "
+            f"{np.finfo(float).tiny:.3g}), got minimum {float(eigs.min())!r}; drop the null space "
+            "first (gram_spectrum and thin_svd do)."
+        )
+    return eigs
+
+
+def _finite(value: ArrayLike, name: str, *, scalar: bool = False) -> np.ndarray:
+    """``value`` as a finite float array (one number when ``scalar``), else
+    ``ValueError`` naming ``name``."""
+    try:
+        out = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or not np.isfinite(out).all() or (scalar and out.ndim != 0):
+        what = "one finite number" if scalar else "finite"
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return out
 
 
 def dof(eigs: ArrayLike, alpha: ArrayLike) -> np.ndarray | float:
@@ -100,17 +171,23 @@ def dof(eigs: ArrayLike, alpha: ArrayLike) -> np.ndarray | float:
     This is ``tr S_alpha`` for the smoother ``S_alpha = X (X^T X + alpha I)^+ X^T``
     (or ``K (K + alpha I)^{-1}``), Kim, Jeong, Oh (2025), arXiv:2508.17412.
     Meaningful for ``alpha > -min(eigs)``; vectorised over ``alpha`` (the result
-    has the shape of ``alpha``).
+    has the shape of ``alpha``).  Raises ``ValueError`` for invalid ``eigs`` (see
+    :func:`check_eigs`) or a non-finite ``alpha``.
     """
-    eigs = np.asarray(eigs, dtype=float)
-    alpha = np.asarray(alpha, dtype=float)
+    eigs = check_eigs(eigs)
+    alpha = _finite(alpha, "alpha")
     return (eigs / (eigs + alpha[..., None])).sum(axis=-1)
 
 
 def _check_eta(eta: float) -> float:
-    if not 0.0 < eta < 1.0:
-        raise ValueError(f"eta must lie in the open interval (0, 1), got {eta!r}.")
-    return float(eta)
+    eta_ = float(_finite(eta, "eta", scalar=True))
+    # Below eps, 1 - eta rounds to 1 and the bound would sit on the pole -min(eigs).
+    if not np.finfo(float).eps <= eta_ < 1.0:
+        raise ValueError(
+            f"eta must lie in the open interval (0, 1), at least {np.finfo(float).eps:.3g}, "
+            f"got {eta!r}."
+        )
+    return eta_
 
 
 def safe_alpha_min(eigs: ArrayLike, eta: float = 0.1) -> float:
@@ -122,22 +199,15 @@ def safe_alpha_min(eigs: ArrayLike, eta: float = 0.1) -> float:
     no direction to protect, no alpha is unsafe.
     """
     eta = _check_eta(eta)
-    eigs = np.asarray(eigs, dtype=float)
+    eigs = check_eigs(eigs)
     if eigs.size == 0:
         return -np.inf
-    if not eigs.min() > 0:
-        raise ValueError(
-            "eigs must be the strictly positive eigenvalues; drop the null space "
-            "first (gram_spectrum and thin_svd do)."
-        )
     return -(1.0 - eta) * float(eigs.min())
 
 
 def clamp_alpha(alpha: float, eigs: ArrayLike, eta: float = 0.1) -> tuple[float, bool]:
     """Return ``(max(alpha, alpha_min), alpha < alpha_min)``; see :func:`safe_alpha_min`."""
-    alpha = float(alpha)
-    if not np.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha!r}.")
+    alpha = float(_finite(alpha, "alpha", scalar=True))
     alpha_min = safe_alpha_min(eigs, eta)
     if alpha < alpha_min:
         return alpha_min, True
@@ -155,13 +225,14 @@ def alpha_for_dof(
     at or above ``dof(alpha_min)`` cannot be reached safely: the bound
     ``alpha_min`` is returned with ``clamped=True``.
 
-    Raises ``ValueError`` for a target that is not finite and positive, or an
-    empty spectrum.
+    Raises ``ValueError`` for a target that is not finite and positive, an invalid
+    or empty spectrum (see :func:`check_eigs`), or an ``eta`` outside (0, 1).
     """
-    eigs = np.asarray(eigs, dtype=float)
-    target_df = float(target_df)
-    if not (np.isfinite(target_df) and target_df > 0):
-        raise ValueError(f"target_df must be finite and > 0, got {target_df!r}.")
+    eigs = check_eigs(eigs)
+    target = float(_finite(target_df, "target_df", scalar=True))
+    if not target > 0:
+        raise ValueError(f"target_df must be > 0, got {target_df!r}.")
+    target_df = target
     if eigs.size == 0:
         raise ValueError("alpha_for_dof needs a nonempty spectrum.")
     alpha = safe_alpha_min(eigs, eta)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import math
 import os
 import pickle
 import tempfile
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from sklearn.datasets import load_digits as _sklearn_digits
 
 from .dataset import Dataset
 from .files import DataError, FileSpec, extract_tar, require
@@ -77,7 +77,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
         raise DataError(f"MNIST file {path} does not start with the IDX magic number {magic:#x}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    body, expected = raw[header:], int(np.prod(dims))
+    body, expected = raw[header:], math.prod(dims)  # exact: np.prod wraps at 2**63
     if len(body) != expected:
         raise DataError(f"MNIST file {path} holds {len(body)} bytes of data, its header {dims} says {expected}")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
@@ -165,7 +165,11 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"CIFAR-10 file {path} is not a valid batch: {e}") from e
     if not isinstance(batch, dict):
         raise DataError(f"CIFAR-10 file {path} holds a {type(batch).__name__}, expected a dict batch")
-    data, labels = batch.get(b"data"), np.asarray(batch.get(b"labels", ()))
+    data = batch.get(b"data")
+    try:
+        labels = np.asarray(batch.get(b"labels", ()))
+    except ValueError:  # a ragged nested list
+        labels = np.zeros(0)
     valid = (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
              and data.shape[1] == 3072 and labels.shape == (len(data),)
              and labels.dtype.kind in "iu" and bool(np.all((labels >= 0) & (labels <= 9))))
@@ -202,6 +206,8 @@ def load_cifar10(data_dir: Path, download: bool = False, verify: bool = True) ->
 
 def load_digits() -> Dataset:
     """sklearn's bundled 8x8 digits (1797 images, pixel values 0..16) as 1797 x 1 x 8 x 8."""
-    bunch = _sklearn_digits()
+    from sklearn.datasets import load_digits  # here, not at import: sklearn.datasets takes ~1 s to import
+
+    bunch = load_digits()
     return Dataset("digits", _unit_images(bunch.images, 16.0, (1, 8, 8)),
                    bunch.target.astype(np.int64), "classification", n_classes=10)

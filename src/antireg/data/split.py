@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .dataset import Dataset, Task
+from .dataset import Dataset, Task, all_finite, check_int, check_number
 from .files import DataError
 
 P = TypeVar("P")
@@ -60,6 +60,8 @@ class Split:
 
 def _sizes(n_total: int, fraction: float, val_frac: float, test_frac: float) -> tuple[int, int, int]:
     """(n_test, n_val, n_train) for a data set of n_total examples; sizes are rounded."""
+    fraction = check_number(fraction, "fraction")
+    val_frac, test_frac = check_number(val_frac, "val_frac"), check_number(test_frac, "test_frac")
     if not 0 < fraction <= 1:
         raise DataError(f"fraction must be in (0, 1], got {fraction}")
     if not (val_frac >= 0 and test_frac >= 0 and val_frac + test_frac < 1):
@@ -106,29 +108,43 @@ def make_split(ds: Dataset, seed: int, fraction: float = 1.0, val_frac: float = 
                test_frac: float = 0.15, standardize: bool = True) -> Split:
     """Split ``ds`` for one seed and training fraction, standardised on the training part.
 
-    Raises DataError when fraction is outside (0, 1] or the fractions leave no training pool.
+    Raises DataError when fraction is outside (0, 1], the fractions leave no training pool,
+    the seed is not a non-negative integer, or the data cannot be standardised in float range.
     """
     n_test, n_val, n_train = _sizes(ds.n, fraction, val_frac, test_frac)
-    order = _order(ds.y, ds.task == "classification", np.random.default_rng(seed))
+    order = _order(ds.y, ds.task == "classification", np.random.default_rng(check_int(seed, "seed")))
     idx_test, idx_val = order[:n_test], order[n_test:n_test + n_val]
     idx_train = order[n_test + n_val:][:n_train]
 
     X_train = ds.X[idx_train]
     # Tabular: one statistic per column; images (n, C, H, W): one per channel.
     axis = 0 if ds.X.ndim == 2 else (0, *range(2, ds.X.ndim))
-    x_mean, x_scale = _fit_scale(X_train, axis)
-    if not standardize:
-        x_mean, x_scale = np.zeros_like(x_mean), np.ones_like(x_scale)
-    y_mean, y_scale = 0.0, 1.0
-    if standardize and ds.task == "regression":
-        m, s = _fit_scale(ds.y[idx_train], 0)
-        y_mean, y_scale = float(m), float(s)
+    with np.errstate(all="ignore"):  # over- and underflow are reported below
+        x_mean, x_scale = _fit_scale(X_train, axis)
+        if not standardize:
+            x_mean, x_scale = np.zeros_like(x_mean), np.ones_like(x_scale)
+        y_mean, y_scale = 0.0, 1.0
+        if standardize and ds.task == "regression":
+            m, s = _fit_scale(ds.y[idx_train], 0)
+            y_mean, y_scale = float(m), float(s)
+
+    def finite(a: np.ndarray) -> np.ndarray:
+        if not all_finite(np.asarray(a)):
+            raise DataError(f"data set {ds.name!r} is too large or too small in magnitude to standardise "
+                            f"in {ds.X.dtype} (the statistics or scaled values overflow or underflow); "
+                            f"rescale it, or pass standardize=False")
+        return a
+
+    for statistic in (x_mean, x_scale, y_mean, y_scale):
+        finite(statistic)
 
     def x(part: np.ndarray) -> np.ndarray:
-        return (part - x_mean) / x_scale
+        with np.errstate(all="ignore"):
+            return finite((part - x_mean) / x_scale)
 
     def y(idx: np.ndarray) -> np.ndarray:
-        return (ds.y[idx] - y_mean) / y_scale if ds.task == "regression" else ds.y[idx]
+        with np.errstate(all="ignore"):
+            return finite((ds.y[idx] - y_mean) / y_scale) if ds.task == "regression" else ds.y[idx]
 
     return Split(x(X_train), y(idx_train), x(ds.X[idx_val]), y(idx_val), x(ds.X[idx_test]), y(idx_test),
                  n_train=len(idx_train), x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, y_scale=y_scale,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 import xlrd
-from sklearn.datasets import load_diabetes as _sklearn_diabetes
 
-from .dataset import Dataset
+from .dataset import Dataset, check_int, check_number
 from .files import DataError, FileSpec, require
 
 # sha256 of the 1030x9 cell values (little-endian float64, row-major, target last)
@@ -79,7 +79,9 @@ def load_airfoil(data_dir: Path, download: bool = False, verify: bool = True) ->
     """UCI Airfoil Self-Noise: 1503 x 5 inputs, scaled sound pressure level (dB) target."""
     path = require(AIRFOIL, data_dir, download_missing=download, check=verify)
     try:
-        values = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():  # an empty file warns, then fails the column check below
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise DataError(f"Airfoil file {path} is not a tab-separated numeric table: {e}") from e
     if values.shape[1] != 6:
@@ -90,7 +92,9 @@ def load_airfoil(data_dir: Path, download: bool = False, verify: bool = True) ->
 
 def load_diabetes() -> Dataset:
     """sklearn's bundled diabetes data (442 x 10), unscaled, as in the original study."""
-    bunch = _sklearn_diabetes(scaled=False)
+    from sklearn.datasets import load_diabetes  # here, not at import: sklearn.datasets takes ~1 s to import
+
+    bunch = load_diabetes(scaled=False)
     return Dataset("diabetes", bunch.data.astype(np.float64), bunch.target.astype(np.float64),
                    "regression", feature_names=tuple(bunch.feature_names))
 
@@ -103,8 +107,10 @@ def make_synthetic(n: int = 1000, d: int = 20, noise: float = 0.5, seed: int = 0
     ``dataset.meta["coef"]``; there is no intercept. The same arguments give
     identical arrays.
     """
-    if n < 1 or d < 1 or noise < 0:
-        raise DataError(f"synthetic data needs n >= 1, d >= 1, noise >= 0; got n={n}, d={d}, noise={noise}")
+    n, d = check_int(n, "synthetic n", 1), check_int(d, "synthetic d", 1)
+    seed, noise = check_int(seed, "synthetic seed"), check_number(noise, "synthetic noise")
+    if not 0 <= noise < np.inf:
+        raise DataError(f"synthetic noise must be finite and >= 0, got {noise}")
     rng = np.random.default_rng(seed)
     coef = rng.normal(0.0, 1.0 / np.sqrt(d), size=d)
     X = rng.normal(size=(n, d))

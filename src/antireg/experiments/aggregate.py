@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from antireg.experiments.grid import RunSpec
 from antireg.experiments.runner import finished_metrics
@@ -60,6 +59,8 @@ def _rho(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
 
 
 def _ci95(x: pd.Series) -> float:
+    from scipy import stats  # here, not at import: half a second a sweep's workers never need
+
     x = x.dropna()
     if len(x) < 2:
         return np.nan
