@@ -43,6 +43,13 @@ from antireg.experiments.runner import (
 MAX_GROUP = 64  # models per batched task: bounds a task's memory
 
 
+class _Progress(tqdm):
+    """tqdm without its monitor thread: the process pool forks while the bar is shown,
+    and a fork should not copy a thread that may hold a lock."""
+
+    monitor_interval = 0
+
+
 class SweepError(Exception):
     """Some runs failed with an error (not divergence, which is a result)."""
 
@@ -204,7 +211,7 @@ def run_sweep(
     else:
         fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device)
     failures = {}
-    with tqdm(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
+    with _Progress(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
         for task, outcome in run_on.map(fn, tasks):
             new = [s for s in task.specs if s.run_id in todo_ids]  # a batch may hold finished runs too
             if isinstance(outcome, Exception):
