@@ -107,6 +107,17 @@ def oracle_spectrum(p: dict) -> np.ndarray:
     return eigs
 
 
+def oracle_bound(est, p: dict, X, y) -> tuple[np.ndarray, float] | None:
+    """The problem's spectrum and safe bound −(1−η)·min(eig), or None when its weights are
+    all zero (then ``est`` must refuse the fit, checked here)."""
+    if p["sw"] is not None and not p["sw"].any():
+        with pytest.raises(ValueError, match="non-zero"):
+            est.fit(X, y, sample_weight=p["sw"])
+        return None
+    eigs = oracle_spectrum(p)
+    return eigs, -(1 - p["eta"]) * eigs.min() if eigs.size else -np.inf
+
+
 def oracle_fit(p: dict, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(coef (d, t), intercept (t,)) from the normal equations, or least squares at alpha = 0."""
     A, B, xm, ym = _centre(p)
@@ -170,12 +181,9 @@ def test_ridge_matches_normal_equations(p, alpha0):
         alpha = float(np.ldexp(alpha0, 2 * p["kx"]))
     assume(alpha == 0 or TINY <= abs(alpha) < np.inf)
     est = ARRidge(alpha=alpha, fit_intercept=p["fit_intercept"], eta=p["eta"])
-    if p["sw"] is not None and not p["sw"].any():
-        with pytest.raises(ValueError, match="non-zero"):
-            est.fit(X, y, sample_weight=p["sw"])
+    if (spectrum := oracle_bound(est, p, X, y)) is None:
         return
-    eigs = oracle_spectrum(p)
-    bound = -(1 - p["eta"]) * eigs.min() if eigs.size else -np.inf
+    eigs, bound = spectrum
     assume(not np.isclose(alpha0, bound, rtol=1e-6, atol=0))  # too close to call the clamp
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -247,12 +255,9 @@ def test_ridge_cv_matches_loo_and_gcv_oracles(p, alphas0, criterion):
     assume(alphas is None or all(a == 0 or TINY <= abs(a) < np.inf for a in alphas))
     est = ARRidgeCV(alphas=alphas, fit_intercept=p["fit_intercept"], eta=p["eta"], criterion=criterion)
     oracle = oracle_loo if criterion == "loo" else oracle_gcv
-    if p["sw"] is not None and not p["sw"].any():
-        with pytest.raises(ValueError, match="non-zero"):
-            est.fit(X, y, sample_weight=p["sw"])
+    if (spectrum := oracle_bound(est, p, X, y)) is None:
         return
-    eigs = oracle_spectrum(p)
-    bound = -(1 - p["eta"]) * eigs.min() if eigs.size else -np.inf
+    eigs, bound = spectrum
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outcome = expect_value_error(lambda: est.fit(X, y, sample_weight=p["sw"]),
