@@ -285,7 +285,7 @@ def fit_stacked(
             best[keep] = stacked.flat.detach()[keep]
         if not active.any():
             break
-    for i, (model, step, r) in enumerate(zip(models, steps, results)):
+    for i, (step, r) in enumerate(zip(steps, results)):
         r.steps, r.best_val_loss, r.best_epoch = int(total_steps[i]), float(best_val[i]), int(best_epoch[i])
         logged = [(epoch, cols) for epoch, (ran_now, cols) in enumerate(epoch_logs) if ran_now[i]]
         r.history = [epoch_row(epoch, *(c[i] for c in cols)) for epoch, cols in logged]

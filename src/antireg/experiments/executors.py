@@ -51,7 +51,7 @@ class ProcessExecutor(Executor):
 
     On Linux the workers are forked: they start at once, with this process's imports
     and loaded data (a spawned worker spends seconds importing torch before its first
-    run). Each run sets torch to one thread before it computes, as torch's own
+    run). Each worker sets torch to one thread before anything else, as torch's own
     DataLoader workers do, so the parent's thread pool is never used in a child. Where
     forking is unsafe (this process has initialised CUDA, or another platform) they
     are spawned.
@@ -65,7 +65,7 @@ class ProcessExecutor(Executor):
 
         fork = sys.platform == "linux" and not torch.cuda.is_initialized()
         context = multiprocessing.get_context("fork" if fork else "spawn")
-        with ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             futures = {pool.submit(fn, task): task for task in tasks}
             for fut in as_completed(futures):
                 exc = fut.exception()
