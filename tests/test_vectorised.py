@@ -145,7 +145,11 @@ def test_tasks_group_by_key_and_leave_the_relatives_to_the_sequential_path():
     assert len(batched) == 2  # sgd and adam: different optimizers never share a batched model
     assert all(len({group_key(s) for s in t.specs}) == 1 for t in batched)
     assert sorted(s.run_id for t in tasks for s in t.specs) == sorted(every)
-    assert [len(t.specs) for t in make_tasks(specs, every, True, max_group=5)] == [5, 5, 4, 5, 5, 4, 1, 1, 1, 1]
+    small = make_tasks(specs, every, True, max_group=5)
+    assert sorted(len(t.specs) for t in small) == [1, 1, 1, 1, 4, 4, 5, 5, 5, 5]
+    # largest first (n_train × epochs summed over the task's runs), for the pool's load balance
+    work = [sum(s.n_train * s.training.epochs for s in t.specs) for t in small]
+    assert work == sorted(work, reverse=True) and work[0] > work[-1]
     # resume: a batch with one missing run is the same whole batch; finished batches drop out
     missing = batched[1].specs[3].run_id
     assert make_tasks(specs, {missing}, vectorise=True) == [batched[1]]

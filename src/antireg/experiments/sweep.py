@@ -108,23 +108,28 @@ def make_tasks(specs: list[RunSpec], todo: set[str], vectorise: bool = False, ma
     never from what is left to do or from the number of workers: a run's numbers
     depend, in the last bits, on the batch it trains in (torch's reductions round by
     shape), so a fixed batch makes them the same whichever executor ran it and
-    however often the sweep was resumed."""
-    if not vectorise:
-        return [Task((s,), False) for s in specs if s.run_id in todo]
+    however often the sweep was resumed.
+
+    Tasks come largest first, so that a pool's workers finish together rather than one
+    training the biggest batch alone at the end; the order changes no run's numbers."""
     groups: dict[str, list[RunSpec]] = {}
-    singles = []
+    tasks = []
     for spec in specs:
-        key = group_key(spec)
+        key = group_key(spec) if vectorise else None
         if key is not None:
             groups.setdefault(key, []).append(spec)
         elif spec.run_id in todo:
-            singles.append(Task((spec,), False))
-    tasks = []
+            tasks.append(Task((spec,), False))
     for members in groups.values():
         size = math.ceil(len(members) / math.ceil(len(members) / max_group))
         batches = [tuple(members[i : i + size]) for i in range(0, len(members), size)]
         tasks += [Task(batch, True) for batch in batches if any(s.run_id in todo for s in batch)]
-    return tasks + singles
+    return sorted(tasks, key=_cost, reverse=True)
+
+
+def _cost(task: Task) -> int:
+    """A task's rough training work: examples × epochs over its runs."""
+    return sum(s.n_train * s.training.epochs for s in task.specs)
 
 
 def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str) -> None:
