@@ -53,8 +53,13 @@ def _dataset(name: str, options_json: str, data_dir: str) -> Dataset:
     return load_dataset(name, data_dir, **json.loads(options_json))
 
 
+def cached_dataset(name: str, options: dict, data_dir: str | Path) -> Dataset:
+    """``load_dataset``, read once per process for each (name, options, folder)."""
+    return _dataset(name, json.dumps(options, sort_keys=True), str(data_dir))
+
+
 def dataset_for(spec: RunSpec, data_dir: str | Path) -> Dataset:
-    return _dataset(spec.dataset, json.dumps(spec.dataset_options, sort_keys=True), str(data_dir))
+    return cached_dataset(spec.dataset, spec.dataset_options, data_dir)
 
 
 def resolve_device(name: str) -> torch.device:

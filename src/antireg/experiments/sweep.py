@@ -21,12 +21,13 @@ from typing import NamedTuple
 import pandas as pd
 from tqdm import tqdm
 
-from antireg.data import default_data_dir, load_dataset
+from antireg.data import default_data_dir
 from antireg.experiments import aggregate
 from antireg.experiments.config import ConfigError, ExperimentCfg
 from antireg.experiments.executors import make_executor
 from antireg.experiments.grid import RunSpec, expand, select
 from antireg.experiments.runner import (
+    cached_dataset,
     dataset_for,
     execute,
     execute_group,
@@ -82,7 +83,7 @@ def plan(
 ) -> list[RunSpec]:
     """The run specs of ``cfg`` after the ``--only_*`` filters; loads the data once
     so that a missing or corrupt file fails before any run starts."""
-    ds = load_dataset(cfg.dataset.name, data_dir or default_data_dir(), **cfg.dataset.options)
+    ds = cached_dataset(cfg.dataset.name, cfg.dataset.options, data_dir or default_data_dir())
     specs = select(expand(cfg, len(ds.y)), seeds, fractions, optimizers)
     if not specs:
         raise ConfigError(
