@@ -1,0 +1,166 @@
+"""The gradient rules of :mod:`antireg.rules` as ``torch.optim`` optimizers.
+
+Each wrapper is a real :class:`torch.optim.Optimizer` around a base optimizer
+built from its class and keyword arguments, e.g.
+``SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)``.
+``param_groups`` and ``state`` are the base optimizer's own, so lr schedulers
+attach to the wrapper (and GSAM's ρ schedule follows the scheduled lr).
+
+``step(closure)`` follows torch's convention: the closure zeroes the gradients,
+computes the loss, calls ``backward()`` and returns the loss; the wrapper calls it
+as many times as the rule needs. Gradients come from ``backward()``, so under
+``DistributedDataParallel`` every pass is all-reduced. The rule's arithmetic is
+the one in :mod:`antireg.rules` (the same objects ``TrainStep`` runs); only the way
+a gradient is obtained differs (:class:`ClosureBatch`).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any, Callable, Iterable
+
+import torch
+
+from antireg.rules import gr, sam
+from antireg.rules.base import Grads, Rule, frozen_norm_stats
+
+TorchClosure = Callable[[], torch.Tensor]
+
+
+class ClosureBatch:
+    """The :class:`antireg.rules.base.Batch` interface over a torch-convention closure.
+
+    ``grad()`` calls the closure (which runs ``backward()``) and reads ``p.grad``.
+    Every call after the first runs with the normalisation layers' running
+    statistics frozen (``modules``: where to find them), so BatchNorm is updated
+    once per step, as by one plain forward pass.
+    """
+
+    def __init__(self, params: list[torch.Tensor], closure: TorchClosure, modules: Iterable[torch.nn.Module]) -> None:
+        self.params = params
+        self.modules = list(modules)
+        # names (ASAM normalises only "*weight*" tensors) from the modules, by identity
+        named = {id(q): n for m in self.modules for n, q in m.named_parameters()}
+        self.names = [named.get(id(p), "") for p in params]
+        self.closure = closure
+        self._evaluated = False
+
+    def grad(self, transform: Callable | None = None) -> tuple[torch.Tensor, Grads]:
+        if transform is not None:
+            raise ValueError("a torch-convention closure returns the mean loss: per-example transforms are not available")
+        with ExitStack() as stack, torch.enable_grad():
+            if self._evaluated:
+                for m in self.modules:
+                    stack.enter_context(frozen_norm_stats(m))
+            loss = self.closure()
+        self._evaluated = True
+        grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        return loss.detach(), grads
+
+    def grad_hvp(self, v: Any = None) -> Any:
+        raise ValueError(
+            "this rule needs Hessian-vector products (double backprop), which a closure that calls backward() "
+            "cannot give: use mode='fd_forward' or antireg.step.TrainStep"
+        )
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """A base optimizer driven by a gradient rule: ``step(closure)`` leaves the rule's
+    gradient in every ``p.grad`` and calls the base optimizer's ``step()``.
+
+    ``modules``: the model(s) whose BatchNorm running statistics must be updated
+    only once per step (pass ``model``; without it they are updated on every pass).
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        base_optimizer: type[torch.optim.Optimizer],
+        rule: Rule,
+        modules: Iterable[torch.nn.Module] | torch.nn.Module = (),
+        **base_kwargs: Any,
+    ) -> None:
+        self.base_optimizer = base_optimizer(params, **base_kwargs)
+        super().__init__(self.base_optimizer.param_groups, self.base_optimizer.defaults)
+        # share, not copy: schedulers and state_dict see the base's groups and state
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+        self.rule = rule
+        self.modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
+        if hasattr(rule, "bind"):
+            rule.bind(self)
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # torch's load_state_dict replaces ``state`` and ``param_groups``: load into
+        # the base optimizer and share its new ones again
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+
+    @torch.no_grad()
+    def step(self, closure: TorchClosure | None = None) -> torch.Tensor:  # type: ignore[override]
+        if closure is None:
+            raise ValueError(f"{type(self).__name__}.step needs a closure (it evaluates the loss more than once)")
+        params = self._params()
+        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules))
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.base_optimizer.step()
+        return loss
+
+
+class SAM(RuleOptimizer):
+    """SAM (Foret et al. 2021), rule :class:`antireg.rules.SAM`."""
+
+    def __init__(self, params: Iterable, base_optimizer: type, rho: float = 0.05, **kw: Any) -> None:
+        super().__init__(params, base_optimizer, sam.SAM(rho), **kw)
+
+
+class ASAM(RuleOptimizer):
+    """ASAM (Kwon et al. 2021), rule :class:`antireg.rules.ASAM`. Pass ``modules=model``:
+    T = |w| + η applies to parameters named ``*weight*``, as in the authors' code."""
+
+    def __init__(self, params: Iterable, base_optimizer: type, rho: float = 0.5, eta: float = 0.01, **kw: Any) -> None:
+        if not kw.get("modules"):
+            raise ValueError("ASAM needs modules=model to tell weights (normalised) from biases")
+        super().__init__(params, base_optimizer, sam.ASAM(rho, eta), **kw)
+
+
+class GSAM(RuleOptimizer):
+    """GSAM (Zhuang et al. 2022), rule :class:`antireg.rules.GSAM`; ρ follows the scheduled lr when ``rho_min`` is set."""
+
+    def __init__(
+        self, params: Iterable, base_optimizer: type, rho: float = 0.05, alpha: float = 0.1,
+        rho_min: float | None = None, lr_max: float | None = None, lr_min: float = 0.0, **kw: Any,
+    ) -> None:
+        super().__init__(params, base_optimizer, sam.GSAM(rho, alpha, rho_min, lr_max, lr_min), **kw)
+
+
+class GradNorm(RuleOptimizer):
+    """Gradient-norm regularisation (Karakida et al. 2023), finite-difference modes
+    of :class:`antireg.rules.GradientNorm` (double backprop needs TrainStep)."""
+
+    def __init__(self, params: Iterable, base_optimizer: type, gamma: float, mode: gr.Mode = "fd_forward",
+                 eps: float = 1e-2, **kw: Any) -> None:
+        if mode == "db":
+            raise ValueError("GradNorm with mode='db' needs double backprop: use mode='fd_forward' or TrainStep")
+        super().__init__(params, base_optimizer, gr.GradientNorm(gamma, mode, eps), **kw)
+
+
+class IGR(RuleOptimizer):
+    """IGR (Barrett & Dherin 2021): GR with γ = h/2, ``h`` the rule's learning rate."""
+
+    def __init__(self, params: Iterable, base_optimizer: type, h: float, mode: gr.Mode = "fd_forward",
+                 eps: float = 1e-2, **kw: Any) -> None:
+        if mode == "db":
+            raise ValueError("IGR with mode='db' needs double backprop: use mode='fd_forward' or TrainStep")
+        super().__init__(params, base_optimizer, gr.IGR(h, mode, eps), **kw)
+
+
+__all__ = ["RuleOptimizer", "ClosureBatch", "SAM", "ASAM", "GSAM", "GradNorm", "IGR"]

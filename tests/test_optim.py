@@ -1,0 +1,148 @@
+"""antireg.optim: the rules as torch.optim optimizers, against TrainStep and hand-computed updates (float64)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from antireg import optim as aopt
+from antireg import rules
+from antireg.losses import flood
+from antireg.step import TrainStep
+
+gen = torch.Generator().manual_seed(0)
+X = torch.randn(32, 3, generator=gen, dtype=torch.float64)
+Y = torch.randn(32, 2, generator=gen, dtype=torch.float64)
+
+
+def mlp(seed=0, bn=False):
+    torch.manual_seed(seed)
+    layers = [nn.Linear(3, 8)] + ([nn.BatchNorm1d(8)] if bn else []) + [nn.Tanh(), nn.Linear(8, 2)]
+    return nn.Sequential(*layers).double()
+
+
+def torch_closure(model, opt):
+    def closure():
+        opt.zero_grad()
+        loss = F.mse_loss(model(X), Y)
+        loss.backward()
+        return loss
+    return closure
+
+
+def per_example(model):
+    return lambda: ((model(X) - Y) ** 2).mean(dim=1)
+
+
+CASES = [
+    (aopt.SAM, {"rho": 0.1}, rules.SAM(0.1)),
+    (aopt.ASAM, {"rho": 0.3, "eta": 0.01}, rules.ASAM(0.3, 0.01)),
+    (aopt.GSAM, {"rho": 0.1, "alpha": 0.4}, rules.GSAM(0.1, 0.4)),
+    (aopt.GradNorm, {"gamma": 0.3, "mode": "fd_forward", "eps": 0.05}, rules.GradientNorm(0.3, "fd_forward", 0.05)),
+    (aopt.GradNorm, {"gamma": 0.3, "mode": "fd_backward", "eps": 0.05}, rules.GradientNorm(0.3, "fd_backward", 0.05)),
+    (aopt.IGR, {"h": 0.2, "eps": 0.05}, rules.IGR(0.2, "fd_forward", 0.05)),
+]
+
+
+@pytest.mark.parametrize("cls,kw,rule", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_wrapper_equals_trainstep(cls, kw, rule):
+    a, b = mlp(), mlp()
+    opt = cls(a.parameters(), torch.optim.SGD, modules=a, lr=0.1, momentum=0.9, **kw)
+    ts = TrainStep(b, torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9), rule)
+    for _ in range(3):
+        la = opt.step(torch_closure(a, opt))
+        lb = ts(per_example(b)).loss
+        assert float(la) == pytest.approx(lb, rel=1e-12)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-12)
+
+
+def test_sam_hand_computed_update():
+    model, ref = mlp(), mlp()
+    opt = aopt.SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+    calls = []
+    c = torch_closure(model, opt)
+    opt.step(lambda: calls.append(1) or c())
+    assert len(calls) == 2  # g at θ, then at θ + ε̂
+    p = list(ref.parameters())
+    g = torch.autograd.grad(F.mse_loss(ref(X), Y), p)
+    norm = torch.sqrt(sum((gi**2).sum() for gi in g))
+    with torch.no_grad():
+        for pi, gi in zip(p, g):
+            pi.add_(0.05 * gi / norm)
+    gp = torch.autograd.grad(F.mse_loss(ref(X), Y), p)
+    with torch.no_grad():
+        for pi, gi, gpi in zip(p, g, gp):
+            pi.sub_(0.05 * gi / norm + 0.1 * gpi)
+    for pa, pb in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-12)
+
+
+def test_gradnorm_fd_close_to_double_backprop():
+    model, ref = mlp(), mlp()
+    opt = aopt.GradNorm(model.parameters(), torch.optim.SGD, gamma=0.3, eps=1e-6, lr=1.0)
+    opt.step(torch_closure(model, opt))
+    p = list(ref.parameters())
+    g = torch.autograd.grad(F.mse_loss(ref(X), Y), p, create_graph=True)
+    full = torch.autograd.grad(F.mse_loss(ref(X), Y) + 0.15 * sum((gi**2).sum() for gi in g), p)
+    for pa, pb, gf in zip(model.parameters(), p, full):
+        torch.testing.assert_close(pa, pb.detach() - gf, rtol=1e-5, atol=1e-6)
+
+
+def test_scheduler_attaches_and_gsam_rho_follows_lr():
+    model = mlp()
+    opt = aopt.GSAM(model.parameters(), torch.optim.SGD, rho=0.1, rho_min=0.01, lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    assert opt.rule.current_rho() == pytest.approx(0.1)
+    opt.step(torch_closure(model, opt))
+    sched.step()
+    assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert opt.rule.current_rho() == pytest.approx(0.01 + 0.09 * 0.5)
+
+
+def test_state_dict_round_trip_bit_identical():
+    a = mlp()
+    opt = aopt.SAM(a.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
+    opt.step(torch_closure(a, opt))
+    saved_model, saved_opt = copy.deepcopy(a.state_dict()), copy.deepcopy(opt.state_dict())
+    opt.step(torch_closure(a, opt))
+    b = mlp(seed=5)
+    b.load_state_dict(saved_model)
+    opt_b = aopt.SAM(b.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
+    opt_b.load_state_dict(saved_opt)
+    opt_b.step(torch_closure(b, opt_b))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_batchnorm_stats_updated_once():
+    model, ref = mlp(bn=True), mlp(bn=True)
+    opt = aopt.SAM(model.parameters(), torch.optim.SGD, modules=model, rho=0.1, lr=0.1)
+    opt.step(torch_closure(model, opt))
+    ref(X)  # one plain forward pass
+    torch.testing.assert_close(model[1].running_mean, ref[1].running_mean, rtol=0, atol=0)
+    torch.testing.assert_close(model[1].running_var, ref[1].running_var, rtol=0, atol=0)
+    assert int(model[1].num_batches_tracked) == 1
+
+
+def test_clear_errors():
+    model = mlp()
+    with pytest.raises(ValueError, match="double backprop"):
+        aopt.GradNorm(model.parameters(), torch.optim.SGD, gamma=0.1, mode="db", lr=0.1)
+    with pytest.raises(ValueError, match="modules=model"):
+        aopt.ASAM(model.parameters(), torch.optim.SGD, lr=0.1)
+    opt = aopt.SAM(model.parameters(), torch.optim.SGD, lr=0.1)
+    with pytest.raises(ValueError, match="needs a closure"):
+        opt.step()
+    with pytest.raises(ValueError, match="flood level"):
+        flood(torch.tensor(1.0), -1)
+
+
+@pytest.mark.parametrize("loss0", [0.2, 0.8])
+def test_flood_gradient_sign(loss0):
+    w = torch.tensor(loss0, dtype=torch.float64, requires_grad=True)
+    flood(w * 1.0, 0.5).backward()
+    assert float(w.grad) == (1.0 if loss0 > 0.5 else -1.0)
+    assert float(flood(torch.tensor(loss0), 0.5)) == pytest.approx(abs(loss0 - 0.5) + 0.5)
