@@ -61,6 +61,13 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars (np.bool_, np.float64, ...) as their Python values, so rows may hold them."""
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"a row value of type {type(obj).__name__} is not JSON-able")
+
+
 def _compute(kind: str, cell: dict, data_dir: str | None) -> list[dict]:
     from antireg.paper import EXPERIMENTS
 
@@ -99,7 +106,7 @@ def run_paper(cfg: PaperCfg, output_dir: str | Path, data_dir: str | Path | None
 
     def store(i: int, result: list[dict]) -> None:
         atomic_write_text(cache / f"{cell_hash(cells[i])}.json",
-                          json.dumps({"cell": cells[i], "rows": result}, allow_nan=True))
+                          json.dumps({"cell": cells[i], "rows": result}, allow_nan=True, default=_jsonable))
         rows[i] = result
         if progress:
             print(f"\r{cfg.experiment}: {len(rows)}/{len(cells)} cells", end="", flush=True)

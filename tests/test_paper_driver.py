@@ -1,0 +1,61 @@
+"""The paper driver: resume from cached cells, jobs=2 equals jobs=1, bad configs refused."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from antireg.experiments.config import ConfigError
+from antireg.paper.config import PaperCfg, is_paper_config, load_paper_config, validate
+from antireg.paper.driver import cell_hash, run_paper
+
+OPTS = {"scenarios": [{"alignment": "weak", "noise_std": 0.15, "tau0": 0.2},
+                      {"alignment": "strong", "noise_std": 0.5, "tau0": 0.1}],
+        "n_test": 50, "full_points": 7, "positive_points": 4, "chunk": 1}
+
+
+def _cfg():
+    return validate(PaperCfg(paper="v4_exp4", replications=2, seed=5, options=OPTS))
+
+
+def test_resume_and_jobs_identical(tmp_path):
+    cfg = _cfg()
+    full = run_paper(cfg, tmp_path / "a", progress=False)
+    assert full.computed == 4 and full.cached == 0
+    # keep half of the cell files, rerun: only the missing half is computed, results identical
+    files = sorted((tmp_path / "a" / "experiments" / "v4_exp4").glob("*.json"))
+    for f in files[:2]:
+        f.unlink()
+    again = run_paper(cfg, tmp_path / "a", progress=False)
+    assert again.computed == 2 and again.cached == 2
+    pd.testing.assert_frame_equal(full.tables["v4_exp4"], again.tables["v4_exp4"])
+    par = run_paper(cfg, tmp_path / "b", jobs=2, progress=False)
+    pd.testing.assert_frame_equal(full.tables["v4_exp4"], par.tables["v4_exp4"])
+    written = pd.read_csv(tmp_path / "a" / "results" / "v4_exp4.csv")
+    assert len(written) == 6
+    conf = json.loads((tmp_path / "a" / "results" / "v4_exp4.config.json").read_text())
+    assert conf["paper"] == "v4_exp4" and "antireg_version" in conf
+    assert not list((tmp_path / "a").rglob("*.tmp"))
+    assert cell_hash({"a": 1, "b": 2}) == cell_hash({"b": 2, "a": 1})
+
+
+def test_bad_configs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("paper: v4_exp3\noptions: {grid_pointz: 3}\n")
+    with pytest.raises(ConfigError, match="options.grid_pointz"):
+        load_paper_config(str(bad))
+    bad.write_text("paper: v4_nope\n")
+    with pytest.raises(ConfigError, match="unknown kind"):
+        load_paper_config(str(bad))
+    bad.write_text("paper: v4_exp4\nreplications: 0\n")
+    with pytest.raises(ConfigError, match="replications"):
+        load_paper_config(str(bad))
+    bad.write_text("paper: v4_exp4\nextra: 1\n")
+    with pytest.raises(ConfigError, match="extra"):
+        load_paper_config(str(bad))
+    assert is_paper_config("v4_exp1") and not is_paper_config("concrete_reg") and not is_paper_config("nope")
+
+
+def test_packaged_configs_load():
+    for k in range(1, 5):
+        assert load_paper_config(f"v4_exp{k}").paper == f"v4_exp{k}"
