@@ -146,3 +146,46 @@ def test_flood_gradient_sign(loss0):
     flood(w * 1.0, 0.5).backward()
     assert float(w.grad) == (1.0 if loss0 > 0.5 else -1.0)
     assert float(flood(torch.tensor(loss0), 0.5)) == pytest.approx(abs(loss0 - 0.5) + 0.5)
+
+
+def test_antireg_equals_trainstep_and_hand_computed():
+    from antireg.penalty import ProximityPenalty
+    from antireg.safeguards import GradClip, TrustRegion
+
+    a, b, ref = mlp(), mlp(), mlp()
+    kw = dict(lam=-0.05, max_norm=0.3, radius=0.05)
+    with pytest.warns(UserWarning, match="trust region is the safeguard"):
+        aopt.AntiReg._warned = False
+        opt = aopt.AntiReg(a.parameters(), torch.optim.SGD, lr=0.5, **kw)
+    pb = list(b.parameters())
+    ts = TrainStep(b, torch.optim.SGD(pb, lr=0.5), None, ProximityPenalty(pb, -0.05, "init"),
+                   GradClip(pb, 0.3), TrustRegion(pb, 0.05))
+    for _ in range(4):
+        opt.step(torch_closure(a, opt))
+        ts(per_example(b))
+    for pa, pbb in zip(a.parameters(), pb):
+        torch.testing.assert_close(pa, pbb, rtol=1e-12, atol=1e-12)
+    assert opt.r_clip == ts.clip.rate and opt.r_proj == ts.trust_region.rate and opt.r_proj > 0
+    assert opt.lam == -0.05
+    # one step by hand: g + λ(θ − θ₀) = g at θ₀, clipped, SGD, projected
+    p = list(ref.parameters())
+    g = torch.autograd.grad(F.mse_loss(ref(X), Y), p)
+    norm = float(torch.sqrt(sum((gi**2).sum() for gi in g)))
+    c = min(1.0, 0.3 / (norm + 1e-12))
+    new = [pi.detach() - 0.5 * c * gi for pi, gi in zip(p, g)]
+    d = float(torch.sqrt(sum(((n_ - pi.detach()) ** 2).sum() for n_, pi in zip(new, p))))
+    new = [pi.detach() + (n_ - pi.detach()) * min(1.0, 0.05 / d) for n_, pi in zip(new, p)]
+    c2 = mlp()
+    o2 = aopt.AntiReg(c2.parameters(), torch.optim.SGD, lr=0.5, **kw)
+    o2.step(torch_closure(c2, o2))
+    for pa, n_ in zip(c2.parameters(), new):
+        torch.testing.assert_close(pa, n_, rtol=1e-12, atol=1e-12)
+
+
+def test_antireg_spectral_clamp():
+    model = mlp()
+    eigs = torch.tensor([2.0, 5.0]).numpy()
+    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-1.0, eigs=eigs, n=10, eta=0.1, lr=0.1)
+    assert opt.lam_clamped and opt.lam == pytest.approx(-(1 - 0.1) * 2.0 / 10)
+    with pytest.raises(ValueError, match="needs n"):
+        aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-1.0, eigs=eigs, lr=0.1)

@@ -90,12 +90,17 @@ class TrustRegion(_Counted):
         params: Sequence[torch.Tensor],
         radius: float | None = None,
         factor: float | None = None,
+        ref: Sequence[torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.params = list(params)
         self._data = [p.detach() for p in self.params]  # aliases: in-place updates show through
         self._flat = flat_view(self._data)
-        self.ref = self._data
+        if ref is None:
+            self.ref = self._data
+        else:  # share a snapshot of θ₀ another part already holds (AR's penalty centre): no second copy
+            self._ref = list(ref)
+            self._flat_ref = torch.cat([t.reshape(-1) for t in self._ref]) if self._flat is not None else None
         if radius is None:
             if factor is None:
                 raise ValueError("trust region needs a radius or a factor of ‖θ₀‖")

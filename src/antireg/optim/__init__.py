@@ -19,7 +19,13 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any, Callable, Iterable
 
+import warnings
+
 import torch
+
+from antireg.penalty import ProximityPenalty
+from antireg.rules.erm import ERM
+from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
 
 from antireg.rules import gr, sam
 from antireg.rules.base import Grads, Rule, frozen_norm_stats
@@ -36,8 +42,15 @@ class ClosureBatch:
     once per step, as by one plain forward pass.
     """
 
-    def __init__(self, params: list[torch.Tensor], closure: TorchClosure, modules: Iterable[torch.nn.Module]) -> None:
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        closure: TorchClosure,
+        modules: Iterable[torch.nn.Module],
+        loss_scale: float = 1.0,
+    ) -> None:
         self.params = params
+        self.loss_scale = float(loss_scale)
         self.modules = list(modules)
         # names (ASAM normalises only "*weight*" tensors) from the modules, by identity
         named = {id(q): n for m in self.modules for n, q in m.named_parameters()}
@@ -55,6 +68,9 @@ class ClosureBatch:
             loss = self.closure()
         self._evaluated = True
         grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        if self.loss_scale != 1.0:  # the closure backpropagated scaler.scale(loss): the rule needs true sizes
+            torch._foreach_div_(grads, self.loss_scale)
+            loss = loss / self.loss_scale
         return loss.detach(), grads
 
     def grad_hvp(self, v: Any = None) -> Any:
@@ -104,15 +120,42 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.state = self.base_optimizer.state
 
     @torch.no_grad()
-    def step(self, closure: TorchClosure | None = None) -> torch.Tensor:  # type: ignore[override]
+    def step(  # type: ignore[override]
+        self, closure: TorchClosure | None = None, scaler: torch.amp.GradScaler | None = None
+    ) -> torch.Tensor:
+        """One step. With ``scaler`` (a ``torch.amp.GradScaler``) the closure backpropagates
+        ``scaler.scale(loss)`` and returns it; the wrapper unscales once, the scaler
+        skips the step when any pass found an inf/NaN, and ``scaler.update()`` runs
+        once. Returns the (unscaled) loss at θ."""
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure (it evaluates the loss more than once)")
         params = self._params()
-        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules))
+        scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules, scale))
         for p, g in zip(params, grads):
             p.grad = g
-        self.base_optimizer.step()
+        self._add_penalty()
+        if scaler is not None:
+            # GradScaler's inf check and skip expect S·g; S is a power of two, so ×S then unscale_ is exact
+            torch._foreach_mul_(grads, scale)
+            scaler.unscale_(self.base_optimizer)
+        self._clip()
+        if scaler is None:
+            self.base_optimizer.step()
+        else:
+            scaler.step(self.base_optimizer)
+            scaler.update()
+        self._project()
         return loss
+
+    def _add_penalty(self) -> None:
+        """Hook after the rule's gradient (AntiReg: λ(θ − θ₀))."""
+
+    def _clip(self) -> None:
+        """Hook on the true gradient before the base step (AntiReg: clipping)."""
+
+    def _project(self) -> None:
+        """Hook after the base step (AntiReg: trust-region projection)."""
 
 
 class SAM(RuleOptimizer):
@@ -163,4 +206,76 @@ class IGR(RuleOptimizer):
         super().__init__(params, base_optimizer, gr.IGR(h, mode, eps), **kw)
 
 
-__all__ = ["RuleOptimizer", "ClosureBatch", "SAM", "ASAM", "GSAM", "GradNorm", "IGR"]
+class AntiReg(RuleOptimizer):
+    """Anti-Regularization (Kim, Jeong, Oh 2025, arXiv:2508.17412) around any base optimizer:
+
+        g ← rule gradient + λ(θ − θ₀);  clip ‖g‖ to ``max_norm``;  base step;
+        project θ onto ‖θ − θ₀‖ ≤ R (``radius``, or ``radius_factor``·‖θ₀‖).
+
+    ``lam``: the signed coefficient (λ < 0 is AR, per-sample scale of v4). With the
+    kernel/Gram eigenvalues ``eigs`` of the n training points (``n``) — linear
+    models, or the NTK from :mod:`antireg.ntk` for MLPs — λ is clamped to the safe
+    region λ > −(1−η)μ_min/n (:func:`antireg.safeguards.spectral_clamp`); without a
+    spectrum a warning says once that the trust region is the safeguard.
+    ``r_clip``, ``r_proj``: the fractions of steps clipped / projected so far.
+    The penalty and the trust region share one copy of θ₀.
+    """
+
+    _warned = False
+
+    def __init__(
+        self,
+        params: Iterable,
+        base_optimizer: type,
+        lam: float,
+        max_norm: float | None = None,
+        radius: float | None = None,
+        radius_factor: float | None = None,
+        eigs: Any = None,
+        n: int | None = None,
+        eta: float = 0.1,
+        rule: Rule | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(params, base_optimizer, rule if rule is not None else ERM(), **kw)
+        self.lam_clamped = False
+        if eigs is not None:
+            if n is None:
+                raise ValueError("the spectral clamp needs n, the number of training points")
+            lam, self.lam_clamped = spectral_clamp(lam, eigs, n, eta)
+        elif lam < 0 and not AntiReg._warned:
+            warnings.warn("AntiReg: no spectrum given (eigs, n), so the trust region is the safeguard", stacklevel=2)
+            AntiReg._warned = True
+        params_ = self._params()
+        self.penalty = ProximityPenalty(params_, lam, center="init")
+        self.clip = GradClip(params_, max_norm) if max_norm is not None else None
+        self.trust_region = None
+        if radius is not None or radius_factor is not None:
+            self.trust_region = TrustRegion(params_, radius, radius_factor, ref=self.penalty.center)
+
+    @property
+    def lam(self) -> float:
+        """The λ in use (after the spectral clamp)."""
+        return self.penalty.lam
+
+    @property
+    def r_clip(self) -> float:
+        return self.clip.rate if self.clip is not None else 0.0
+
+    @property
+    def r_proj(self) -> float:
+        return self.trust_region.rate if self.trust_region is not None else 0.0
+
+    def _add_penalty(self) -> None:
+        self.penalty()
+
+    def _clip(self) -> None:
+        if self.clip is not None:
+            self.clip()
+
+    def _project(self) -> None:
+        if self.trust_region is not None:
+            self.trust_region()
+
+
+__all__ = ["RuleOptimizer", "AntiReg", "ClosureBatch", "SAM", "ASAM", "GSAM", "GradNorm", "IGR"]
