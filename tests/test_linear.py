@@ -46,16 +46,8 @@ def _oracle_fit(X, y, alpha, sw=None, fit_intercept=True):
 
 
 @parametrize_with_checks(
-    [ARRidge(), ARRidgeCV()],
-    expected_failed_checks=lambda est: (
-        {
-            "check_sample_weight_equivalence_on_dense_data": (
-                "leaving out one sample of weight k is not leaving out one of k copies"
-            )
-        }
-        if isinstance(est, ARRidgeCV)
-        else {}
-    ),
+    [ARRidge(), ARRidgeCV(), ARRidgeCV(criterion="sure", noise_variance=1.0), ARRidgeCV(cv=3)],
+    expected_failed_checks=lambda est: {},
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -322,3 +314,129 @@ def test_stationarity_property(n, d, frac, fit_intercept, seed):
     gradient = Xc.T @ (Xc @ w - yc) + alpha * w
     assert np.linalg.norm(gradient) <= 1e-8 * (np.linalg.norm(Xc.T @ yc) + 1)
     assert model.dof_ == pytest.approx(np.sum(s**2 / (s**2 + alpha)), rel=1e-6)
+
+
+# --- SURE, k-fold, lambda_, shapes -------------------------------------------
+
+from sklearn.model_selection import KFold  # noqa: E402
+
+from antireg.linear import estimate_noise_variance, sure_score  # noqa: E402
+
+
+def _brute_force_sure(X, y, alphas, sigma2, fit_intercept=True):
+    """SURE by its definition: refit per alpha, df = trace of the explicit smoother."""
+    n = len(X)
+    Xc = X - X.mean(axis=0) if fit_intercept else X
+    out = []
+    for alpha in alphas:
+        w, b = _oracle_fit(X, y, alpha, fit_intercept=fit_intercept)
+        S = Xc @ np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T)
+        mse = np.mean((y - X @ w - b) ** 2)
+        out.append(mse + 2 * sigma2 * (np.trace(S) + fit_intercept) / n - sigma2)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sure_matches_definition_and_selects_its_minimum(fit_intercept):
+    X, y, _ = _problem(40, 6)
+    bound = _alpha_min(_centre(X, y, np.ones(40), fit_intercept)[0])
+    alphas = np.array([0.9 * bound, 0.3 * bound, 0.0, 2.0, 50.0])
+    expected = _brute_force_sure(X, y, alphas, 0.3, fit_intercept)
+    np.testing.assert_allclose(
+        sure_score(X, y, alphas, noise_variance=0.3, fit_intercept=fit_intercept),
+        expected,
+        rtol=1e-9,
+    )
+    model = ARRidgeCV(alphas=alphas, criterion="sure", noise_variance=0.3,
+                      fit_intercept=fit_intercept).fit(X, y)
+    assert model.alpha_ == alphas[np.argmin(expected)]
+    assert model.best_score_ == pytest.approx(-expected.min(), rel=1e-9)
+    assert model.noise_variance_ == 0.3
+
+
+def test_estimate_noise_variance_is_unbiased_monte_carlo():
+    rng = np.random.default_rng(1)
+    sigma, n, d = 0.7, 30, 8
+    X = rng.normal(size=(n, d))
+    beta = rng.normal(size=d)
+    est = np.array(
+        [estimate_noise_variance(X, X @ beta + 3.0 + sigma * rng.normal(size=n)) for _ in range(2000)]
+    )
+    half = 1.96 * est.std(ddof=1) / np.sqrt(est.size)
+    assert abs(est.mean() - sigma**2) < half + 1e-12, (est.mean(), half)
+    # SURE with "auto" uses exactly this estimate
+    y = X @ beta + sigma * rng.normal(size=n)
+    model = ARRidgeCV(criterion="sure").fit(X, y)
+    assert model.noise_variance_ == pytest.approx(estimate_noise_variance(X, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("cv", [5, KFold(4, shuffle=True, random_state=0)])
+@pytest.mark.parametrize("n_targets", [None, 2])
+@pytest.mark.parametrize("scoring", [None, "neg_mean_squared_error"])
+def test_kfold_matches_sklearn_ridgecv(cv, n_targets, scoring):
+    X, y, sw = _problem(60, 7, n_targets=n_targets)
+    alphas = np.geomspace(1e-2, 1e3, 12)
+    ours = ARRidgeCV(alphas=alphas, cv=cv, scoring=scoring).fit(X, y, sample_weight=sw)
+    ref = RidgeCV(alphas=alphas, cv=cv, scoring=scoring).fit(X, y, sample_weight=sw)
+    assert ours.alpha_ == ref.alpha_
+    assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-9)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8)
+
+
+def test_kfold_negative_alpha_is_infeasible_below_a_folds_bound():
+    X, y, _ = _problem(30, 5)
+    folds = list(KFold(3).split(X))
+    fold_bounds = [_alpha_min(X[tr] - X[tr].mean(axis=0)) for tr, _ in folds]
+    full_bound = _alpha_min(X - X.mean(axis=0))
+    # feasible on the full data, below the bound of the tightest fold
+    alpha = 0.5 * (full_bound + max(fold_bounds))
+    assert full_bound < alpha < max(fold_bounds)
+    model = ARRidgeCV(alphas=[alpha, 1.0], cv=folds).fit(X, y)
+    assert model.alpha_ == 1.0
+
+
+@pytest.mark.parametrize("Est", [ARRidge, ARRidgeCV])
+def test_lambda_is_alpha_per_sample(Est):
+    X, y, sw = _problem(25, 4)
+    model = Est().fit(X, y)
+    assert model.lambda_ == pytest.approx(model.alpha_ / 25, rel=1e-14)
+    model = Est().fit(X, y, sample_weight=sw)
+    assert model.lambda_ == pytest.approx(model.alpha_ / sw.sum(), rel=1e-14)
+
+
+@pytest.mark.parametrize("y_shape", [(), (1,), (3,)])
+@pytest.mark.parametrize("pair", [(ARRidge(alpha=1.0), Ridge(alpha=1.0)),
+                                  (ARRidgeCV(alphas=[0.1, 1.0]), RidgeCV(alphas=[0.1, 1.0])),
+                                  (ARRidgeCV(alphas=[0.1, 1.0], cv=3), RidgeCV(alphas=[0.1, 1.0], cv=3))])
+def test_coef_and_intercept_shapes_and_types_match_sklearn(pair, y_shape):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 4)), rng.normal(size=(20,) + y_shape)
+    ours, ref = (est.fit(X, y) for est in pair)
+    assert np.shape(ours.coef_) == np.shape(ref.coef_)
+    assert np.shape(ours.intercept_) == np.shape(ref.intercept_)
+    assert type(ours.intercept_) is type(ref.intercept_)
+    ours.set_params(fit_intercept=False).fit(X, y)
+    ref.set_params(fit_intercept=False).fit(X, y)
+    assert type(ours.intercept_) is type(ref.intercept_)
+    assert np.shape(ours.coef_) == np.shape(ref.coef_)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-8)
+
+
+def test_sure_and_kfold_bad_input():
+    X, y, _ = _problem(20, 3)
+    for bad in [0.0, -1.0, "estimate", np.nan]:
+        with pytest.raises(ValueError, match="noise_variance"):
+            ARRidgeCV(criterion="sure", noise_variance=bad).fit(X, y)
+    with pytest.raises(ValueError, match="noise_variance"):
+        sure_score(X, y, [1.0], noise_variance=-2.0)
+    with pytest.raises(ValueError, match="least-squares fit interpolates"):
+        ARRidgeCV(criterion="sure").fit(X[:4], y[:4])
+    with pytest.raises(ValueError, match="alpha"):
+        ARRidge(alpha="1.0").fit(X, y)
+    with pytest.raises(ValueError, match="alphas"):
+        ARRidgeCV(alphas="1.0").fit(X, y)
+    with pytest.raises(ValueError, match="incompatible"):
+        ARRidgeCV(cv=3, store_cv_results=True).fit(X, y)
+    with pytest.raises(ValueError, match="cv"):
+        ARRidgeCV(cv="five").fit(X, y)

@@ -25,9 +25,18 @@ from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from antireg.spectral import center_design, clamp_alpha, dof, safe_alpha_min, thin_svd
+from sklearn.model_selection import check_cv
 
-__all__ = ["ARRidge", "ARRidgeCV"]
+from antireg.spectral import (
+    alpha_to_lambda,
+    center_design,
+    clamp_alpha,
+    dof,
+    safe_alpha_min,
+    thin_svd,
+)
+
+__all__ = ["ARRidge", "ARRidgeCV", "estimate_noise_variance", "sure_score"]
 
 # |1 - h| at or below this counts as zero: the LOO/GCV error is then 0/0.
 _UNDEFINED_TOL = np.sqrt(np.finfo(float).eps)
@@ -80,9 +89,109 @@ class _Spectral:
     def eigs(self) -> np.ndarray:
         return self.s**2
 
+    @property
+    def n_eff(self) -> float:
+        """Number of samples, or the sum of the sample weights."""
+        return float((self.sqrt_sw**2).sum())
+
     def coef(self, alpha: float) -> np.ndarray:
         """Coefficients, shape (d, t), for one alpha."""
         return self.Vt.T @ ((self.s / (self.eigs + alpha))[:, None] * self.UtY)
+
+    def rss(self, alphas: np.ndarray) -> np.ndarray:
+        """Weighted residual sums of squares, shape (m, t), for every alpha.
+
+        ``||(I - H) Y||^2 = ||Y||^2 - ||U^T Y||^2 + sum_i (1 - F_i)^2 (U^T Y)_i^2``
+        with ``F = s^2 / (s^2 + alpha)``: O(r m t), no n-by-m residuals.
+        """
+        outside = np.maximum((self.Y**2).sum(axis=0) - (self.UtY**2).sum(axis=0), 0.0)
+        shrink = alphas[None, :] / (self.eigs[:, None] + alphas[None, :])  # 1 - F, (r, m)
+        return outside[None, :] + (shrink**2).T @ (self.UtY**2)
+
+
+def _sure(spec: _Spectral, alphas: np.ndarray, noise_variance: np.ndarray, fit_intercept: bool):
+    """SURE per alpha and target, shape (m, t); see :func:`sure_score`."""
+    n = spec.n_eff
+    df = dof(spec.eigs, alphas) if spec.eigs.size else np.zeros(alphas.size)
+    return (
+        spec.rss(alphas) / n
+        + 2.0 * noise_variance[None, :] * (df[:, None] + fit_intercept) / n
+        - noise_variance[None, :]
+    )
+
+
+def _check_noise_variance(value, n_targets: int) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(value, dtype=float)) if not isinstance(value, str) else None
+    if arr is None or arr.ndim != 1 or arr.size not in (1, n_targets) or not (
+        np.isfinite(arr).all() and (arr > 0).all()
+    ):
+        raise ValueError(
+            f"noise_variance must be a positive finite number (or one per target) or "
+            f"'auto', got {value!r}."
+        )
+    return np.broadcast_to(arr, (n_targets,)).astype(float)
+
+
+def estimate_noise_variance(
+    X: ArrayLike, y: ArrayLike, fit_intercept: bool = True
+) -> float | np.ndarray:
+    """Noise variance from the residuals of the least-squares (OLS) fit.
+
+    ``sigma2_hat = RSS_OLS / (n - rank(X_c) - fit_intercept)``, the unbiased
+    estimator for a linear model with homoscedastic noise (``X_c`` the centred
+    design, ``rank`` its numerical rank, so collinear columns are not counted
+    twice); v4 (arXiv:2508.17412) uses it as the plug-in sigma^2 of SURE.
+    Returns a float for 1-D ``y`` and one value per target for 2-D ``y``.
+
+    Raises ``ValueError`` when ``n <= rank + fit_intercept`` (the OLS fit
+    interpolates, no residual degrees of freedom are left): pass a known
+    ``noise_variance`` instead.
+    """
+    spec = ARRidge(alpha=0.0, fit_intercept=fit_intercept)._decompose(X, y, None)
+    sigma2 = _noise_variance(spec, fit_intercept)
+    return float(sigma2[0]) if spec.y_ndim == 1 else sigma2
+
+
+def _noise_variance(spec: _Spectral, fit_intercept: bool) -> np.ndarray:
+    """OLS residual variance per target; ``n`` is the sum of weights when weighted
+    (so integer weights equal repeated rows)."""
+    n, rank = spec.n_eff, spec.s.size
+    dof_resid = n - rank - int(fit_intercept)
+    if dof_resid <= 0:
+        raise ValueError(
+            f"estimating the noise variance needs n_samples > rank(X) + fit_intercept "
+            f"({n:g} <= {rank} + {int(fit_intercept)}): the least-squares fit interpolates. "
+            "Give noise_variance as a positive number."
+        )
+    return spec.rss(np.zeros(1))[0] / dof_resid
+
+
+def sure_score(
+    X: ArrayLike,
+    y: ArrayLike,
+    alphas: ArrayLike,
+    noise_variance: float | str = "auto",
+    fit_intercept: bool = True,
+) -> np.ndarray:
+    """SURE (Mallows Cp) of ridge for each alpha: lower is better.
+
+    ``SURE(alpha) = ||y - y_hat(alpha)||^2 / n + 2 sigma^2 (df(alpha) + fit_intercept) / n - sigma^2``
+    with ``df(alpha) = sum_i s_i^2 / (s_i^2 + alpha)`` (v4 of arXiv:2508.17412;
+    an unbiased estimate of the in-sample prediction risk).  ``alphas`` are in
+    scikit-learn units (``alpha = n * lambda``) and must lie above ``-s_min^2``.
+    ``noise_variance="auto"`` uses :func:`estimate_noise_variance`.  Returns shape
+    ``(n_alphas,)`` for 1-D ``y``, ``(n_alphas, n_targets)`` for 2-D ``y``.
+    """
+    est = ARRidge(alpha=0.0, fit_intercept=fit_intercept)
+    spec = est._decompose(X, y, None)
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    if spec.eigs.size and not (alphas > -spec.eigs.min()).all():
+        raise ValueError(f"alphas must be > -s_min^2 = {-spec.eigs.min()!r}, got {alphas}.")
+    if isinstance(noise_variance, str) and noise_variance == "auto":
+        noise_variance = estimate_noise_variance(X, y, fit_intercept)
+    sigma2 = _check_noise_variance(noise_variance, spec.Y.shape[1])
+    out = _sure(spec, alphas, sigma2, fit_intercept)
+    return out[:, 0] if spec.y_ndim == 1 else out
 
 
 class _BaseARRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
@@ -122,11 +231,18 @@ class _BaseARRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
             intercept = spec.y_offset - spec.X_offset @ coef
         _require_float_range(coef, intercept)
         self.alpha_ = float(alpha)
+        self.lambda_ = float(alpha_to_lambda(alpha, spec.n_eff))
         self.dof_ = float(dof(spec.eigs, alpha))
-        if spec.y_ndim == 1:
-            self.coef_, self.intercept_ = coef[:, 0], float(intercept[0])
+        # exactly sklearn Ridge's shapes and types: a (n, 1) target gives coef_ of
+        # shape (d,) but intercept_ of shape (1,); no intercept gives the float 0.0
+        one_column = coef.shape[1] == 1
+        self.coef_ = coef[:, 0] if one_column else coef.T
+        if not self.fit_intercept:
+            self.intercept_ = 0.0
+        elif spec.y_ndim == 1:
+            self.intercept_ = np.float64(intercept[0])
         else:
-            self.coef_, self.intercept_ = coef.T, intercept
+            self.intercept_ = intercept
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predict ``X @ coef_.T + intercept_``."""
@@ -267,7 +383,9 @@ class ARRidgeCV(_BaseARRidge):
         "fit_intercept": ["boolean"],
         "eta": [Real],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "criterion": [StrOptions({"loo", "gcv"})],
+        "criterion": [StrOptions({"loo", "gcv", "sure"})],
+        "noise_variance": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "cv": ["cv_object"],
         "store_cv_results": ["boolean"],
         "n_alphas": [Interval(Integral, 3, None, closed="left")],
     }
@@ -280,6 +398,8 @@ class ARRidgeCV(_BaseARRidge):
         eta: float = 0.1,
         scoring=None,
         criterion: str = "loo",
+        noise_variance: float | str = "auto",
+        cv=None,
         store_cv_results: bool = False,
         n_alphas: int = 100,
     ):
@@ -288,6 +408,8 @@ class ARRidgeCV(_BaseARRidge):
         self.eta = eta
         self.scoring = scoring
         self.criterion = criterion
+        self.noise_variance = noise_variance
+        self.cv = cv
         self.store_cv_results = store_cv_results
         self.n_alphas = n_alphas
 
@@ -302,6 +424,10 @@ class ARRidgeCV(_BaseARRidge):
         _require_float_range(ok=not 0 < y_peak < _SMALLEST_SQUARABLE)
         self.alpha_min_ = safe_alpha_min(spec.eigs, self.eta)
         self.alphas_ = self._alpha_grid(spec.eigs)
+        if self.cv is not None:
+            return self._fit_kfold(X, y, sample_weight, spec)
+        if self.criterion == "sure":
+            return self._fit_sure(spec)
 
         with np.errstate(all="ignore"):  # overflow is reported by _require_float_range
             errors = self._cv_errors(spec, self.alphas_)  # (n, m, t), NaN where undefined
@@ -320,6 +446,66 @@ class ARRidgeCV(_BaseARRidge):
             self.cv_results_ = np.moveaxis(results, 1, -1)  # (n, t, m)
             if spec.y_ndim == 1:
                 self.cv_results_ = self.cv_results_[:, 0]
+        return self
+
+    def _fit_sure(self, spec: _Spectral) -> ARRidgeCV:
+        if self.store_cv_results or self.scoring is not None:
+            raise ValueError(
+                "criterion='sure' scores by SURE itself: use scoring=None and "
+                "store_cv_results=False (or criterion='loo')."
+            )
+        if isinstance(self.noise_variance, str):
+            sigma2 = _noise_variance(spec, self.fit_intercept)
+        else:
+            sigma2 = _check_noise_variance(self.noise_variance, spec.Y.shape[1])
+        self.noise_variance_ = float(sigma2[0]) if spec.y_ndim == 1 else sigma2
+        scores = -_sure(spec, self.alphas_, sigma2, self.fit_intercept).mean(axis=1)
+        _require_float_range(scores)
+        best = int(np.argmax(scores))
+        self.best_score_ = float(scores[best])
+        self._set_solution(spec, self.alphas_[best])
+        return self
+
+    def _fit_kfold(self, X, y, sample_weight, spec: _Spectral) -> ARRidgeCV:
+        """k-fold selection: one SVD per training fold, every alpha in closed form.
+
+        An alpha below a fold's own bound ``-(1 - eta) s_min^2`` (of that fold's
+        training design) is infeasible there: its fold score is ``-inf``, so it is
+        never chosen.  Scores are ``scoring`` (default R^2, as RidgeCV's
+        GridSearchCV) on each test fold, averaged over folds.
+        """
+        if self.store_cv_results:
+            raise ValueError("cv!=None and store_cv_results=True are incompatible (as in RidgeCV).")
+        X = np.asarray(X, dtype=float) if not hasattr(X, "iloc") else X.to_numpy(dtype=float)
+        y = np.asarray(y, dtype=float)
+        scorer = check_scoring(self, scoring=self.scoring or "r2")
+        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
+        alphas = self.alphas_
+        fold_scores = []
+        for train, test in check_cv(self.cv).split(X, y):
+            fold = ARRidge(fit_intercept=self.fit_intercept)
+            fs = fold._decompose(X[train], y[train], None if sw is None else sw[train])
+            ok = alphas >= safe_alpha_min(fs.eigs, self.eta)
+            scale = fs.s[:, None] / (fs.eigs[:, None] + alphas[ok])  # (r, m)
+            coefs = fs.Vt.T @ (scale[:, :, None] * fs.UtY[:, None, :]).reshape(fs.s.size, -1)
+            d, t = X.shape[1], fs.Y.shape[1]
+            coefs = coefs.reshape(d, -1, t)
+            pred = np.einsum("nd,dmt->nmt", X[test] - fs.X_offset, coefs) + fs.y_offset
+            y_test = y[test]
+            # weighted test scores, as RidgeCV's GridSearchCV gives them
+            score_kw = {} if sample_weight is None else {"sample_weight": sw[test]}
+            scores = np.full(alphas.size, -np.inf)
+            for j, idx in enumerate(np.flatnonzero(ok)):
+                p = pred[:, j, 0] if fs.y_ndim == 1 else pred[:, j]
+                scores[idx] = scorer(_Precomputed(), p, y_test, **score_kw)
+            fold_scores.append(scores)
+        mean = np.mean(fold_scores, axis=0)
+        if not np.isfinite(mean).any():
+            raise ValueError("every alpha is below the spectral bound on some fold.")
+        best = int(np.argmax(mean))
+        self.best_score_ = float(mean[best])
+        alpha, _ = clamp_alpha(alphas[best], spec.eigs, self.eta)
+        self._set_solution(spec, alpha)
         return self
 
     def _alpha_grid(self, eigs: np.ndarray) -> np.ndarray:

@@ -22,11 +22,13 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "alpha_for_dof",
+    "alpha_to_lambda",
     "center_design",
     "check_eigs",
     "clamp_alpha",
     "dof",
     "gram_spectrum",
+    "lambda_to_alpha",
     "safe_alpha_min",
     "thin_svd",
 ]
@@ -248,3 +250,22 @@ def alpha_for_dof(
             break
         alpha += step
     return float(alpha), False
+
+
+def alpha_to_lambda(alpha: ArrayLike, n_samples: float) -> np.ndarray | float:
+    """Per-sample ``lambda = alpha / n`` of v4 (``Sigma_hat + lambda I``, ``Sigma_hat = X^T X / n``).
+
+    scikit-learn's ``||y - X w||^2 + alpha ||w||^2`` is ``n`` times v4's per-sample
+    objective (arXiv:2508.17412 v4), so ``alpha = n * lambda``; with sample weights
+    ``n`` is their sum.  The one place the library converts between the scales.
+    """
+    if not n_samples > 0:
+        raise ValueError(f"n_samples must be > 0, got {n_samples!r}.")
+    return np.asarray(alpha, dtype=float) / float(n_samples) if np.ndim(alpha) else float(alpha) / float(n_samples)
+
+
+def lambda_to_alpha(lam: ArrayLike, n_samples: float) -> np.ndarray | float:
+    """scikit-learn's ``alpha = n * lambda``; the inverse of :func:`alpha_to_lambda`."""
+    if not n_samples > 0:
+        raise ValueError(f"n_samples must be > 0, got {n_samples!r}.")
+    return np.asarray(lam, dtype=float) * float(n_samples) if np.ndim(lam) else float(lam) * float(n_samples)
