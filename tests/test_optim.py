@@ -189,3 +189,79 @@ def test_antireg_spectral_clamp():
     assert opt.lam_clamped and opt.lam == pytest.approx(-(1 - 0.1) * 2.0 / 10)
     with pytest.raises(ValueError, match="needs n"):
         aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-1.0, eigs=eigs, lr=0.1)
+
+
+def test_gradscaler_fp16_inf_step_skipped_and_clipping():
+    """An injected inf on the perturbed pass: θ and the base state untouched, the scale backs off,
+    and the next step equals a step from the same state with no inf (clipping on the unscaled g)."""
+    a = mlp()
+    opt = aopt.AntiReg(a.parameters(), torch.optim.SGD, lam=-0.01, max_norm=0.3, lr=0.1, momentum=0.9,
+                       rule=rules.SAM(0.1))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    calls = []
+
+    def closure(inject=False):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = F.mse_loss(a(X).float(), Y.float()).double()
+        calls.append(1)
+        if inject and len(calls) == 2:
+            loss = loss * float("inf")
+        scaler.scale(loss).backward()
+        return loss
+
+    opt.step(closure, scaler)
+    before = copy.deepcopy((a.state_dict(), opt.state_dict()))
+    calls.clear()
+    opt.step(lambda: closure(inject=True), scaler)
+    assert scaler.get_scale() == 2.0**9
+    for k, v in before[0].items():
+        assert torch.equal(a.state_dict()[k], v)
+    assert all(torch.equal(opt.state[p]["momentum_buffer"], before[1]["state"][i]["momentum_buffer"])
+               for i, p in enumerate(a.parameters()))
+    calls.clear()
+    opt.step(closure, scaler)  # a normal step still works after the skip
+    assert all(torch.isfinite(p).all() for p in a.parameters())
+
+
+def test_bf16_autocast_matches_trainstep():
+    a, b = mlp(), mlp()
+    a.float(), b.float()
+    opt = aopt.SAM(a.parameters(), torch.optim.SGD, rho=0.1, lr=0.1)
+    ts = TrainStep(b, torch.optim.SGD(b.parameters(), lr=0.1), rules.SAM(0.1), autocast=torch.bfloat16)
+
+    def closure():
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.mse_loss(a(X.float()).float(), Y.float())
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        opt.step(closure)
+        ts(lambda: ((b(X.float()).float() - Y.float()) ** 2).mean(dim=1))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls,kw,rule", CASES[:3], ids=["sam", "asam", "gsam"])
+def test_accumulation_equals_full_batch(cls, kw, rule):
+    a, b = mlp(), mlp()
+    oa = cls(a.parameters(), torch.optim.SGD, modules=a, lr=0.1, **kw)
+    ob = cls(b.parameters(), torch.optim.SGD, modules=b, lr=0.1, **kw)
+
+    def accumulated():  # 4 micro-batches of 8: the closure accumulates, the perturbation uses the sum
+        oa.zero_grad()
+        total = 0.0
+        for xb, yb in zip(X.split(8), Y.split(8)):
+            loss = F.mse_loss(a(xb), yb) / 4
+            loss.backward()
+            total += loss.detach()
+        return total
+
+    for _ in range(2):
+        la = oa.step(accumulated)
+        lb = ob.step(torch_closure(b, ob))
+        assert float(la) == pytest.approx(float(lb), rel=1e-12)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-12)
