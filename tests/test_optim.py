@@ -265,3 +265,14 @@ def test_accumulation_equals_full_batch(cls, kw, rule):
         assert float(la) == pytest.approx(float(lb), rel=1e-12)
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-12)
+
+
+def test_docs_snippets_run():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "optim.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    for code in blocks:
+        exec(compile(code, "docs/optim.md", "exec"), {})
