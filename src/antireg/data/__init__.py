@@ -10,6 +10,11 @@ else ``$ANTIREG_DATA_DIR``, else ``data/raw``) laid out as::
     airfoil/airfoil_self_noise.dat
     mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
     cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch}
+    california_housing/cal_housing.data
+    abalone/abalone.data
+    wine_quality/winequality-{red,white}.csv
+    energy_efficiency/ENB2012_data.xlsx
+    liver_toxicity/livertoxicity-{gene,clinic}.txt
 
 Files are verified by checksum; ``download=True`` fetches missing ones over
 HTTPS from the official sources. ``verify=False`` skips the checksums.
@@ -25,9 +30,12 @@ from typing import Any
 
 from .dataset import Dataset, Task
 from .files import DataError, FileSpec, default_data_dir
-from .images import CIFAR_BATCHES, MNIST_FILES, load_cifar10, load_digits, load_mnist, load_mnist_t10k
+from .images import (CIFAR_BATCHES, MNIST_FILES, load_cifar10, load_digits, load_mnist, load_mnist_t10k,
+                     load_mnist_train)
 from .split import Split, make_split, n_train_for
 from .tabular import AIRFOIL, CONCRETE, load_airfoil, load_concrete, load_diabetes, make_synthetic
+from .uci import (ABALONE, CALIFORNIA, ENERGY, LIVER_CLINIC, LIVER_GENES, WINE, load_abalone, load_california,
+                  load_energy, load_liver_toxicity, load_wine)
 
 __all__ = [
     "DATASETS", "DataError", "Dataset", "DatasetInfo", "Split", "default_data_dir",
@@ -55,8 +63,19 @@ DATASETS: dict[str, DatasetInfo] = {
                          "MNIST train + test pooled, 70000 x 1 x 28 x 28"),
     "mnist_t10k": DatasetInfo("classification", MNIST_FILES["t10k"], load_mnist_t10k,
                               "MNIST official test images only, 10000 x 1 x 28 x 28"),
+    "mnist_train": DatasetInfo("classification", MNIST_FILES["train"], load_mnist_train,
+                               "MNIST official training images only, 60000 x 1 x 28 x 28"),
     "cifar10": DatasetInfo("classification", CIFAR_BATCHES, load_cifar10,
                            "CIFAR-10 train + test pooled, 60000 x 3 x 32 x 32"),
+    "california": DatasetInfo("regression", (CALIFORNIA,), load_california,
+                              "California housing (sklearn form), 20640 x 8"),
+    "abalone": DatasetInfo("regression", (ABALONE,), load_abalone, "UCI Abalone, 4177 x 10 (Sex one-hot), Rings"),
+    "wine": DatasetInfo("regression", (WINE["red"], WINE["white"]), load_wine,
+                        "UCI Wine Quality red + white, 6497 x 12 (is_red); option colour"),
+    "energy": DatasetInfo("regression", (ENERGY,), load_energy,
+                          "UCI Energy Efficiency, 768 x 8, Y1 heating load; option target='Y2'"),
+    "liver_toxicity": DatasetInfo("regression", (LIVER_GENES, LIVER_CLINIC), load_liver_toxicity,
+                                  "mixOmics liver.toxicity, 64 x 3116 genes; option target (10 responses)"),
 }
 
 

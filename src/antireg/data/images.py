@@ -4,7 +4,9 @@ Images are returned as float32 in [0, 1] with shape (n, C, H, W). For MNIST and
 CIFAR-10 the official train and test files are pooled into one data set, which
 :func:`antireg.data.make_split` divides like any other (the project's protocol
 draws its own train/val/test split per seed); ``mnist_t10k`` pools the 10000
-official test images alone, for machines without the MNIST training images.
+official test images alone, for machines without the MNIST training images, and
+``mnist_train`` the 60000 official training images alone (Kobak's MNIST experiment
+draws its training sets from them and tests on t10k).
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def _mnist_spec(filename: str, **digest: str) -> FileSpec:
     return FileSpec("MNIST", f"mnist/{filename}", MNIST_URL + filename, hint=hint, **digest)
 
 
-# (images, labels) per official part. Only md5 is published for the training images.
+# (images, labels) per official part. For the training images LeCun published only the md5;
+# the sha256 is the one public MNIST loaders pin (../shared/data/MANIFEST.md).
 MNIST_FILES = {
     "train": (
-        _mnist_spec("train-images-idx3-ubyte.gz", md5="f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        _mnist_spec("train-images-idx3-ubyte.gz",
+                    sha256="440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
         _mnist_spec("train-labels-idx1-ubyte.gz",
                     sha256="3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
     ),
@@ -101,6 +105,11 @@ def _load_mnist(name: str, parts: tuple[str, ...], data_dir: Path, download: boo
 def load_mnist(data_dir: Path, download: bool = False, verify: bool = True) -> Dataset:
     """MNIST, official train (60000) and test (10000) files pooled: 70000 x 1 x 28 x 28."""
     return _load_mnist("mnist", ("train", "t10k"), data_dir, download, verify)
+
+
+def load_mnist_train(data_dir: Path, download: bool = False, verify: bool = True) -> Dataset:
+    """MNIST's official training file alone (60000 x 1 x 28 x 28), e.g. a training pool tested on t10k."""
+    return _load_mnist("mnist_train", ("train",), data_dir, download, verify)
 
 
 def load_mnist_t10k(data_dir: Path, download: bool = False, verify: bool = True) -> Dataset:
