@@ -218,3 +218,41 @@ def test_driver_writes_the_tables_and_figures(tmp_path):
     assert (main.scale == "sklearn_alpha").all() and np.allclose(main.lambda_per_sample, main["lambda"] / 64)
     figs = EXPERIMENTS["kobak_toy"].figures(res.tables, tmp_path)
     assert all(Path(png).stat().st_size > 0 for png, _, _ in figs)
+
+
+# ------------------------------------------------------------------ the demo (first command)
+
+def test_demo_shows_a_gain_where_expected_and_none_on_diabetes():
+    from antireg.paper.demo import CASES, WHY
+
+    cfg = _cfg("demo", 8, toy_p=300)
+    rows = _rows("demo", cfg)
+    t = EXPERIMENTS["demo"].tables(rows, cfg)["demo"].set_index("case")
+    assert list(t.index) == list(CASES)
+    assert t.loc["weak_predictors", "verdict"] == "helps" and t.loc["weak_predictors", "gain_pct"] > 5
+    assert t.loc["weak_predictors", "negative_alpha_rate"] == 1.0
+    assert t.loc["diabetes", "verdict"] == "no difference" and t.loc["diabetes", "negative_alpha_rate"] == 0
+    # sklearn's RidgeCV and antireg's ARRidgeCV agree wherever ARRidgeCV stays positive (same LOO, same alphas)
+    pos = rows[rows.arridgecv_alpha > 0]
+    assert len(pos) >= 8
+    np.testing.assert_allclose(pos.ridgecv_alpha, pos.arridgecv_alpha, rtol=1e-12)
+    np.testing.assert_allclose(pos.ridgecv_mse, pos.arridgecv_mse, rtol=1e-9)
+    text = EXPERIMENTS["demo"].text(t.reset_index())
+    assert all(case in text and WHY[case] in text for case in CASES)
+
+
+def test_demo_exact_risk_equals_monte_carlo():
+    from antireg.paper.demo import _fit_pair
+
+    # weak_predictors' exact risk (β̂−β)ᵀdiag(μ)(β̂−β) + σ² against a big test set, for one ARRidgeCV fit
+    k, w, n = 5, 300, 64
+    mu = np.r_[np.ones(k), np.full(w, 64 / w)]
+    beta = np.r_[np.full(k, 1 / np.sqrt(k)), np.zeros(w)]
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((n, k + w)) * np.sqrt(mu)
+    y = X @ beta + 0.5 * rng.standard_normal(n)
+    _, ar = _fit_pair(X, y, False, {"negative_points": 10, "positive_points": 20, "eta": 0.1})
+    exact = (mu * (ar.coef_ - beta) ** 2).sum() + 0.25
+    Xt = rng.standard_normal((100_000, k + w)) * np.sqrt(mu)
+    err = (Xt @ beta + 0.5 * rng.standard_normal(100_000) - Xt @ ar.coef_) ** 2
+    assert abs(err.mean() - exact) < 4 * err.std() / np.sqrt(err.size)
