@@ -103,7 +103,7 @@ def test_toy_optimum_is_negative_at_large_p_and_positive_at_small_p():
     # p = 50 < n: a clearly positive ridge (theory for isotropic data: α* ≈ pσ²/‖β‖² ≈ 30)
     assert 10 < opt.loc[50, "lambda_opt"] < 100 and opt.loc[50, "nmse_opt"] < 0.5 * opt.loc[50, "nmse_at_zero"]
     # p = 1000 ≫ n: the optimum is negative and well inside the feasible interval
-    assert -400 < opt.loc[1000, "lambda_opt"] < -50 and opt.loc[1000, "at_grid_edge"] == ""
+    assert -400 < opt.loc[1000, "lambda_opt"] < -50 and opt.loc[1000, "at_grid_edge"] == "interior"
     assert opt.loc[1000, "nmse_opt"] < opt.loc[1000, "nmse_at_zero"]
     # the table's mean at the optimum against explicit dual-form refits of all 20 replications
     p, lam = 1000, opt.loc[1000, "lambda_opt"]

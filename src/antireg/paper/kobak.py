@@ -31,7 +31,7 @@ SCALE = "sklearn_alpha"
 NOTE = ("λ is Kobak's unnormalised penalty (XᵀX + λI), i.e. scikit-learn's α; lambda_per_sample = α/n is "
         "v4's scale. Negative λ stop at the spectral-safety bound −(1−η)·s²_min of the worst training design; "
         "the shaded region of each figure is infeasible or unsafe. An optimum flagged at_grid_edge='lower' "
-        "sits at that bound (widening the grid would cross it).")
+        "sits at that bound (widening the grid would cross it); 'upper' at the largest λ (widen positive_max).")
 
 
 class _Strict(BaseModel):
@@ -84,7 +84,7 @@ def mean_ci(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _edge(j: int, m: int, negative_points: int) -> str:
     """Which end of the grid an argmin index sits at ('lower' = the spectral bound)."""
-    return "lower" if j == 0 and negative_points else ("upper" if j == m - 1 else "")
+    return "lower" if j == 0 and negative_points else ("upper" if j == m - 1 else "interior")
 
 
 def _optimum(lams: np.ndarray, curve: np.ndarray, half: np.ndarray, grid: dict) -> dict:
