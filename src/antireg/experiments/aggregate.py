@@ -2,7 +2,9 @@
 
 ``results/<experiment>.csv`` has one row per run; ``<experiment>_summary.csv``
 has, per method × ablation × optimizer × fraction, the hyperparameters chosen on
-validation (mean over seeds) and mean ± 95% CI over seeds of every metric.
+validation (mean over seeds), where each sits in its grid (``lambda0_at_edge``,
+``alpha_at_edge``, ``params_at_edge``; see :func:`edge_of`) and mean ± 95% CI over
+seeds of every metric. :func:`edge_warnings` turns the edge marks into one line each.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from antireg.experiments.runner import finished_metrics
 
 GROUP = ["method", "ablation", "optimizer", "fraction"]
 HYPER = ["lambda0", "alpha", "rule_params"]
+EDGES = ["lambda0_at_edge", "alpha_at_edge", "params_at_edge"]  # where each choice sits in its grid
 SUMMARY_METRICS = [
     "test_rmse", "test_mae", "test_r2", "val_rmse",
     "test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "val_ece",
@@ -82,15 +85,101 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
         row.update(
             experiment=chosen["experiment"].iloc[0], dataset=chosen["dataset"].iloc[0],
             n_train=int(chosen["n_train"].iloc[0]), lambda0=lam0, alpha=alpha, rule_params=rule_params,
-            n_seeds=len(chosen), n_diverged=int(chosen["diverged"].sum()),
+            n_seeds=len(chosen), n_diverged=int(chosen["diverged"].sum()), **_edges(group, chosen),
         )  # fmt: skip
         for m in metrics:
             row[f"{m}_mean"] = chosen[m].mean()
             row[f"{m}_ci95"] = _ci95(chosen[m])
         rows.append(row)
-    first = ["experiment", "dataset", *GROUP, "n_train", *HYPER, "n_seeds", "n_diverged"]
+    first = ["experiment", "dataset", *GROUP, "n_train", *HYPER, *EDGES, "n_seeds", "n_diverged"]
     out = pd.DataFrame(rows)
     return out[first + [c for c in out.columns if c not in first]] if rows else out
+
+
+def edge_of(value: float, grid) -> str:
+    """Where a chosen value sits in the grid it was chosen from: ``"fixed"`` (a grid of one
+    value: nothing was chosen), ``"low"`` / ``"high"`` (its smallest / largest value: the
+    optimum may lie outside, so the grid should be widened) or ``""`` (interior)."""
+    grid = sorted(set(grid))
+    if len(grid) == 1:
+        return "fixed"
+    return "low" if np.isclose(value, grid[0]) else "high" if np.isclose(value, grid[-1]) else ""
+
+
+def _parse_params(cell: str) -> dict[str, str]:
+    """``"eps=0.01,gamma=0.1"`` (runner.format_params) back to ``{"eps": "0.01", "gamma": "0.1"}``."""
+    return dict(kv.split("=", 1) for kv in cell.split(",")) if cell not in ("-", "") else {}
+
+
+def _edges(group: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, str]:
+    """Edge marks of one cell's choice against the values its runs tried.
+
+    λ₀ is compared in magnitude (AR's is stored negative). An AR choice at the top of its
+    |λ₀| grid is marked ``"bound"``, not ``"high"``, when it reached the spectral bound:
+    the clamp moved λ to −(1−η)·μ_min/n in every chosen seed (so larger |λ₀| give the same
+    runs), or λ₀ is in units of the bound (``lambda0_unit: bound``) with |λ₀| ≥ 1, past
+    which the objective of a linear model is unbounded below (docs/experiments.md).
+    """
+    lam0, alpha = float(chosen["lambda0"].iloc[0]), float(chosen["alpha"].iloc[0])
+    lam_edge = edge_of(abs(lam0), group["lambda0"].abs())
+    if lam_edge == "high" and lam0 < 0:
+        clamped = "clamped" in chosen and chosen["clamped"].eq(True).all()
+        in_bound_units = "lambda0_unit" in chosen and (chosen["lambda0_unit"] == "bound").all()
+        if clamped or (in_bound_units and abs(lam0) >= 1.0):
+            lam_edge = "bound"
+    grids: dict[str, list[str]] = {}
+    for cell in group["rule_params"].unique():
+        for name, value in _parse_params(cell).items():
+            grids.setdefault(name, []).append(value)
+    marks = []
+    for name, value in _parse_params(chosen["rule_params"].iloc[0]).items():
+        try:
+            mark = edge_of(float(value), [float(v) for v in grids[name]])
+        except ValueError:  # a non-numeric parameter has no order, so no edge
+            mark = "fixed" if len(set(grids[name])) == 1 else ""
+        if mark:
+            marks.append(f"{name}={mark}")
+    return {
+        "lambda0_at_edge": lam_edge,
+        "alpha_at_edge": edge_of(alpha, group["alpha"]),
+        "params_at_edge": ",".join(marks),
+    }
+
+
+def edge_warnings(summary: pd.DataFrame) -> list[str]:
+    """One line per chosen λ₀, α or relative parameter at the edge of its grid, saying which
+    cell, which value and which config key to widen; ``"fixed"`` (one-value grids) and
+    interior choices give no line. A λ₀ that reached the spectral bound gets a line saying
+    so instead: that end of the grid is legitimate."""
+    if summary.empty or "lambda0_at_edge" not in summary:
+        return []
+    marks = summary[EDGES].astype(object)
+    summary = summary.assign(**marks.where(marks.notna(), ""))  # a CSV reads "" back as NaN
+    lines = []
+    for row in summary.itertuples(index=False):
+        cell = f"{row.experiment} {row.method}/{row.ablation}/{row.optimizer}/fraction {row.fraction:g}"
+        lam = abs(row.lambda0)
+        if row.lambda0_at_edge == "bound":
+            lines.append(f"{cell}: |λ₀| = {lam:g}, the largest of its grid, reached the spectral bound; nothing to widen")
+        elif row.lambda0_at_edge in ("low", "high"):
+            side, where = ("smallest", "below") if row.lambda0_at_edge == "low" else ("largest", "above")
+            lines.append(f"{cell}: |λ₀| = {lam:g} is the {side} of its grid; add ar.lambda0 values {where} {lam:g}")
+        if row.alpha_at_edge == "low" and row.alpha == 0:
+            lines.append(f"{cell}: α = 0 (no decay) is the smallest of its grid and the smallest allowed; nothing to widen")
+        elif row.alpha_at_edge in ("low", "high"):
+            side, where = ("smallest", "below") if row.alpha_at_edge == "low" else ("largest", "above")
+            lines.append(f"{cell}: α = {row.alpha:g} is the {side} of its grid; add ar.alpha values {where} {row.alpha:g}")
+        rule = row.method.removeprefix("ar+")
+        values = _parse_params(row.rule_params)
+        for mark in filter(None, str(row.params_at_edge).split(",")):
+            name, edge = mark.split("=")
+            if edge in ("low", "high"):
+                side, where = ("smallest", "below") if edge == "low" else ("largest", "above")
+                lines.append(
+                    f"{cell}: {name} = {values[name]} is the {side} of its grid; "
+                    f"add relatives.{rule}.{name} values {where} {values[name]}"
+                )
+    return lines
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
