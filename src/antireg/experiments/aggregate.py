@@ -158,28 +158,28 @@ def edge_warnings(summary: pd.DataFrame) -> list[str]:
     lines = []
     for row in summary.itertuples(index=False):
         cell = f"{row.experiment} {row.method}/{row.ablation}/{row.optimizer}/fraction {row.fraction:g}"
-        lam = abs(row.lambda0)
+        lam = f"{abs(row.lambda0):g}"
         if row.lambda0_at_edge == "bound":
-            lines.append(f"{cell}: |λ₀| = {lam:g}, the largest of its grid, reached the spectral bound; nothing to widen")
-        elif row.lambda0_at_edge in ("low", "high"):
-            side, where = ("smallest", "below") if row.lambda0_at_edge == "low" else ("largest", "above")
-            lines.append(f"{cell}: |λ₀| = {lam:g} is the {side} of its grid; add ar.lambda0 values {where} {lam:g}")
+            lines.append(f"{cell}: |λ₀| = {lam}, the largest of its grid, reached the spectral bound; nothing to widen")
+        else:
+            lines += _widen(cell, "|λ₀|", lam, "ar.lambda0", row.lambda0_at_edge)
         if row.alpha_at_edge == "low" and row.alpha == 0:
             lines.append(f"{cell}: α = 0 (no decay) is the smallest of its grid and the smallest allowed; nothing to widen")
-        elif row.alpha_at_edge in ("low", "high"):
-            side, where = ("smallest", "below") if row.alpha_at_edge == "low" else ("largest", "above")
-            lines.append(f"{cell}: α = {row.alpha:g} is the {side} of its grid; add ar.alpha values {where} {row.alpha:g}")
-        rule = row.method.removeprefix("ar+")
+        else:
+            lines += _widen(cell, "α", f"{row.alpha:g}", "ar.alpha", row.alpha_at_edge)
         values = _parse_params(row.rule_params)
         for mark in filter(None, str(row.params_at_edge).split(",")):
             name, edge = mark.split("=")
-            if edge in ("low", "high"):
-                side, where = ("smallest", "below") if edge == "low" else ("largest", "above")
-                lines.append(
-                    f"{cell}: {name} = {values[name]} is the {side} of its grid; "
-                    f"add relatives.{rule}.{name} values {where} {values[name]}"
-                )
+            lines += _widen(cell, name, values[name], f"relatives.{row.method.removeprefix('ar+')}.{name}", edge)
     return lines
+
+
+def _widen(cell: str, name: str, value: str, key: str, edge: str) -> list[str]:
+    """The warning for a choice at the ``low`` or ``high`` end of its grid; none otherwise."""
+    if edge not in ("low", "high"):
+        return []
+    side, where = ("smallest", "below") if edge == "low" else ("largest", "above")
+    return [f"{cell}: {name} = {value} is the {side} of its grid; add {key} values {where} {value}"]
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
