@@ -96,6 +96,24 @@ def test_top_of_the_grid_at_the_spectral_bound_is_not_a_widen():
     assert sum("add ar.lambda0 values above 2" in line for line in lines) == 2  # ar/none at 1.0, l2
 
 
+def test_bottom_of_the_grid_that_equals_the_baseline_is_lambda_to_zero():
+    lam = [(-1e-5, 1.0, "-"), (-1e-3, 1.0, "-")]
+    rows = (
+        _runs("erm", "none", [(0.0, 0.0, "-")], [2.0]) + _runs("erm", "none", [(0.0, 0.0, "-")], [2.0], fraction=1.0)
+        + _runs("ar", "none", lam, [2.0 * (1 + 0.9e-3), 3.0])  # within 0.1% of the baseline: λ → 0
+        + _runs("ar", "none", lam, [2.0 * (1 - 1.1e-3), 3.0], fraction=1.0)  # better than λ = 0 by more: widen
+        + _runs("ar", "l2", [(1e-5, 1.0, "-"), (1e-3, 1.0, "-")], [2.0, 3.0])  # ridge: λ → 0⁺ is not AR's end
+    )  # fmt: skip
+    summary = summarize(pd.DataFrame(rows), metrics=["test_rmse"])
+    assert _row(summary, "ar", "none")["lambda0_at_edge"] == "zero"
+    assert _row(summary, "ar", "none", fraction=1.0)["lambda0_at_edge"] == "low"
+    assert _row(summary, "ar", "l2")["lambda0_at_edge"] == "low"
+    assert edge_warnings(summary)[1] == (
+        "hand ar/none/sgd/fraction 0.5: |λ₀| = 1e-05, the smallest of its grid, already matches the λ = 0 "
+        "baseline on validation (within 0.1%): the best is no anti-regularization; nothing to widen"
+    )
+
+
 def test_edge_warnings_read_back_from_csv(tmp_path):
     summary = summarize(pd.DataFrame(_runs("ar", "none", [(-0.1, 1.0, "-"), (-1.0, 1.0, "-")], [1.0, 2.0])),
                         metrics=["test_rmse"])  # fmt: skip

@@ -76,10 +76,11 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
     metrics = [m for m in metrics if m in df.columns]
     select_by = select_by or next(c for c in SELECT_BY if c in df.columns)
     df = df.assign(rule_params=df["rule_params"].fillna("-") if "rule_params" in df else "-")
-    rows = []
+    rows, scores = [], {}
     for key, group in df.groupby(GROUP, sort=True):
         means = group.groupby(HYPER)[select_by].mean().fillna(np.inf)
         lam0, alpha, rule_params = means.idxmin()
+        scores[key] = means.min()
         chosen = group[(group["lambda0"] == lam0) & (group["alpha"] == alpha) & (group["rule_params"] == rule_params)]
         row = dict(zip(GROUP, key))
         row.update(
@@ -91,6 +92,7 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
             row[f"{m}_mean"] = chosen[m].mean()
             row[f"{m}_ci95"] = _ci95(chosen[m])
         rows.append(row)
+    _mark_zero(rows, scores)
     first = ["experiment", "dataset", *GROUP, "n_train", *HYPER, *EDGES, "n_seeds", "n_diverged"]
     out = pd.DataFrame(rows)
     return out[first + [c for c in out.columns if c not in first]] if rows else out
@@ -106,6 +108,23 @@ def edge_of(value: float, grid) -> str:
     return "low" if np.isclose(value, grid[0]) else "high" if np.isclose(value, grid[-1]) else ""
 
 
+# A choice at the low end of AR's |λ₀| grid whose validation score is within this relative
+# distance of the λ = 0 baseline's has reached λ → 0: smaller |λ₀| can only come closer still.
+ZERO_RTOL = 1e-3
+
+
+def _mark_zero(rows: list[dict], scores: dict[tuple, float]) -> None:
+    """Re-mark ``"low"`` as ``"zero"`` for AR cells whose chosen mean validation score is within
+    ``ZERO_RTOL`` of the erm baseline of the same optimizer × fraction (``scores``: per GROUP key)."""
+    for row in rows:
+        if row["method"] != "ar" or row["lambda0_at_edge"] != "low" or row["lambda0"] >= 0:
+            continue
+        base = scores.get(("erm", "none", row["optimizer"], row["fraction"]))
+        score = scores[tuple(row[g] for g in GROUP)]
+        if base is not None and np.isfinite(base) and abs(score - base) <= ZERO_RTOL * abs(base):
+            row["lambda0_at_edge"] = "zero"
+
+
 def _parse_params(cell: str) -> dict[str, str]:
     """``"eps=0.01,gamma=0.1"`` (runner.format_params) back to ``{"eps": "0.01", "gamma": "0.1"}``."""
     return dict(kv.split("=", 1) for kv in cell.split(",")) if cell not in ("-", "") else {}
@@ -114,7 +133,8 @@ def _parse_params(cell: str) -> dict[str, str]:
 def _edges(group: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, str]:
     """Edge marks of one cell's choice against the values its runs tried.
 
-    λ₀ is compared in magnitude (AR's is stored negative). An AR choice at the top of its
+    λ₀ is compared in magnitude (AR's is stored negative); :func:`_mark_zero` later re-marks
+    a ``"low"`` AR choice that equals the λ = 0 baseline as ``"zero"``. An AR choice at the top of its
     |λ₀| grid is marked ``"bound"``, not ``"high"``, when it reached the spectral bound:
     the clamp moved λ to −(1−η)·μ_min/n in every chosen seed (so larger |λ₀| give the same
     runs), or λ₀ is in units of the bound (``lambda0_unit: bound``) with |λ₀| ≥ 1, past
@@ -149,8 +169,8 @@ def _edges(group: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, str]:
 def edge_warnings(summary: pd.DataFrame) -> list[str]:
     """One line per chosen λ₀, α or relative parameter at the edge of its grid, saying which
     cell, which value and which config key to widen; ``"fixed"`` (one-value grids) and
-    interior choices give no line. A λ₀ that reached the spectral bound gets a line saying
-    so instead: that end of the grid is legitimate."""
+    interior choices give no line. A λ₀ that reached the spectral bound (``"bound"``) or
+    λ → 0 (``"zero"``) gets a line saying so instead: that end of the grid is legitimate."""
     if summary.empty or "lambda0_at_edge" not in summary:
         return []
     marks = summary[EDGES].astype(object)
@@ -161,6 +181,11 @@ def edge_warnings(summary: pd.DataFrame) -> list[str]:
         lam = f"{abs(row.lambda0):g}"
         if row.lambda0_at_edge == "bound":
             lines.append(f"{cell}: |λ₀| = {lam}, the largest of its grid, reached the spectral bound; nothing to widen")
+        elif row.lambda0_at_edge == "zero":
+            lines.append(
+                f"{cell}: |λ₀| = {lam}, the smallest of its grid, already matches the λ = 0 baseline on validation "
+                f"(within {ZERO_RTOL:.1%}): the best is no anti-regularization; nothing to widen"
+            )
         else:
             lines += _widen(cell, "|λ₀|", lam, "ar.lambda0", row.lambda0_at_edge)
         if row.alpha_at_edge == "low" and row.alpha == 0:
