@@ -97,8 +97,14 @@ def test_learned_optimizer_config_given_to_run_points_to_lopt():
 def test_packaged_configs_load_by_name_and_path():
     names = packaged_configs()
     assert {"diabetes_reg", "concrete_reg", "airfoil_reg"} <= set(names)
-    for name in (n for n in names if not n.startswith("lopt_")):  # lopt configs have their own schema
-        assert load_config(name) == load_config(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
+    from antireg.paper.config import is_paper_config, load_paper_config
+
+    for name in names:
+        path = str(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+        if name.startswith("lopt_"):  # lopt configs have their own schema
+            continue
+        load = load_paper_config if is_paper_config(name) else load_config
+        assert load(name) == load(path)
 
 
 # -- grid -----------------------------------------------------------------------------------

@@ -4,21 +4,24 @@ Kim, Jeong, Oh (2025), *Convergence and Generalization of Anti-Regularization fo
 Parametric Models*, arXiv:2508.17412.
 """
 
-from antireg import schedules
-from antireg.penalty import ProximityPenalty
-from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
-from antireg.step import StepInfo, TrainStep
-
 __version__ = "0.1.0"
+
+# Everything loads on first use: `from antireg import ARRidge` does not import torch,
+# and a sweep worker does not import scikit-learn.
+_EXPORTS = {
+    "ARRidge": "linear", "ARRidgeCV": "linear", "ProximityPenalty": "penalty", "GradClip": "safeguards",
+    "TrustRegion": "safeguards", "spectral_clamp": "safeguards", "StepInfo": "step", "TrainStep": "step",
+}  # fmt: skip
 
 
 def __getattr__(name: str):
-    # scikit-learn is imported on first use of the estimators, not by every sweep worker
-    if name in ("ARRidge", "ARRidgeCV"):
-        from antireg import linear
+    import importlib
 
-        return getattr(linear, name)
-    raise AttributeError(f"module 'antireg' has no attribute {name!r}")
+    if name == "schedules":
+        return importlib.import_module("antireg.schedules")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'antireg' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"antireg.{_EXPORTS[name]}"), name)
 
 __all__ = [
     "ARRidge", "ARRidgeCV", "GradClip", "ProximityPenalty", "StepInfo", "TrainStep", "TrustRegion",

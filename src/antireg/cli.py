@@ -10,16 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from antireg.data import DataError
-from antireg.experiments.config import ConfigError, load_config, packaged_configs
-from antireg.experiments.sweep import SweepError, run_sweep
+from antireg import advise
 from antireg.lopt import cli as lopt_cli
-from antireg.report import ReportError, write_report
 
-DEFAULT_CONFIG = "diabetes_reg"
+# the demo: where negative ridge helps and where it does not, in seconds, no download
+DEFAULT_CONFIG = "demo"
 
 
 def _fraction(text: str) -> float:
@@ -30,7 +25,10 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from antireg import __version__
+
     parser = argparse.ArgumentParser(prog="antireg", description="Anti-Regularization and its relatives: sweeps and tables.")
+    parser.add_argument("--version", action="version", version=f"antireg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a sweep from a YAML config and aggregate its results")
     run.add_argument("--config", default=DEFAULT_CONFIG,
@@ -65,10 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--only", action="append", metavar="EXPERIMENT", help="report only this experiment (repeatable)")
     sub.add_parser("configs", help="list the packaged configs")
     lopt_cli.add_subcommand(sub)
+    advise.add_subcommand(sub)
     return parser
 
 
-def _print_summary(summary, console: Console) -> None:
+def _print_summary(summary, console) -> None:
+    from rich.table import Table
+
     metrics = ["test_rmse"] if "test_rmse_mean" in summary else ["test_accuracy", "test_nll", "test_ece"]
     table = Table(title=f"{summary['experiment'].iloc[0]}: mean ± 95% CI over seeds, λ₀ chosen on validation")
     for col in ("method", "ablation", "opt", "fraction", "n", "λ₀", "params", *metrics, "ρ", "r_clip", "r_proj", "diverged"):
@@ -84,6 +85,17 @@ def _print_summary(summary, console: Console) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from antireg.paper import cli as paper_cli
+
+    if paper_cli.is_paper_config(args.config):
+        return paper_cli.run(args)
+    from rich.console import Console
+
+    from antireg.experiments.aggregate import edge_warnings
+    from antireg.experiments.config import load_config
+    from antireg.experiments.sweep import run_sweep
+    from antireg.report import write_report
+
     cfg = load_config(args.config)
     if args.add_baseline_zero:
         cfg = cfg.model_copy(update={"add_baseline_zero": True})
@@ -97,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         console = Console(width=None if sys.stdout.isatty() else 150)
         _print_summary(result.summary, console)
+        for line in edge_warnings(result.summary):
+            console.print(line)
         console.print(f"{result.n_run} runs trained, {result.n_skipped} already finished. "
                       f"Results: {result.runs_csv} and {result.summary_csv}")
         if args.report:
@@ -105,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from antireg.report import write_report
+
     paths = write_report(args.results_dir, args.out, args.experiments_dir, args.only)
     print(f"Report: {paths.html} and {paths.markdown} ({len(paths.figures)} figure files)")
     return 0
@@ -112,7 +128,14 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from antireg.data import DataError
+    from antireg.experiments.config import ConfigError, packaged_configs
+    from antireg.experiments.sweep import SweepError
+    from antireg.report import ReportError
+
     try:
+        if args.command == "advise":
+            return advise.run(args)
         if args.command == "configs":
             print("\n".join(packaged_configs()))
             return 0

@@ -11,12 +11,23 @@
 - :mod:`.io`: checkpoints that cannot execute code; :mod:`.config`, :mod:`.cli`: ``antireg lopt``.
 """
 
-from antireg.lopt.io import CheckpointError, load_lopt, read_header, save_lopt
-from antireg.lopt.meta import MetaSettings, meta_train, unroll
-from antireg.lopt.objectives import MetaObjective
-from antireg.lopt.optimizer import Arch, LearnedOptimizer, LOptNet
-from antireg.lopt.probes import max_loss_in_ball, sharpness_probes
-from antireg.lopt.tasks import Task, TaskSpec, build_task, quadratic_task
+# Submodules load on first use, so `antireg --help` does not import torch.
+_EXPORTS = {
+    "CheckpointError": "io", "load_lopt": "io", "read_header": "io", "save_lopt": "io",
+    "MetaSettings": "meta", "meta_train": "meta", "unroll": "meta", "MetaObjective": "objectives",
+    "Arch": "optimizer", "LearnedOptimizer": "optimizer", "LOptNet": "optimizer",
+    "max_loss_in_ball": "probes", "sharpness_probes": "probes",
+    "Task": "tasks", "TaskSpec": "tasks", "build_task": "tasks", "quadratic_task": "tasks",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'antireg.lopt' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"antireg.lopt.{_EXPORTS[name]}"), name)
+
 
 __all__ = [
     "Arch", "CheckpointError", "LOptNet", "LearnedOptimizer", "MetaObjective", "MetaSettings", "Task", "TaskSpec",

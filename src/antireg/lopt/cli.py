@@ -10,16 +10,6 @@ import argparse
 import csv
 from pathlib import Path
 
-import torch
-
-from antireg.lopt.config import EvalCfg, TrainCfg, load
-from antireg.lopt.evaluate import evaluate, summarize, write_results
-from antireg.lopt.io import save_lopt
-from antireg.lopt.meta import meta_train
-from antireg.lopt.objectives import MetaObjective
-from antireg.lopt.optimizer import LOptNet
-from antireg.lopt.tasks import load_pools, sample_task
-
 SHOWN = ["test_accuracy", "test_nll", "max_loss", "sharpness", "grad_norm", "surrogate_gap"]
 
 
@@ -41,6 +31,15 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from antireg.lopt.config import TrainCfg, load
+    from antireg.lopt.io import save_lopt
+    from antireg.lopt.meta import meta_train
+    from antireg.lopt.objectives import MetaObjective
+    from antireg.lopt.optimizer import LOptNet
+    from antireg.lopt.tasks import load_pools, sample_task
+
     cfg = load(args.config, TrainCfg)
     seed = cfg.seed if args.seed is None else args.seed
     torch.set_num_threads(cfg.threads)
@@ -72,6 +71,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from antireg.lopt.config import EvalCfg, load
+    from antireg.lopt.evaluate import evaluate, summarize, write_results
+
     cfg = load(args.config, EvalCfg)
     torch.set_num_threads(cfg.threads)
     seeds = None if args.seed is None else [args.seed]
