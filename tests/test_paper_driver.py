@@ -59,3 +59,15 @@ def test_bad_configs(tmp_path):
 def test_packaged_configs_load():
     for k in range(1, 5):
         assert load_paper_config(f"v4_exp{k}").paper == f"v4_exp{k}"
+
+
+def test_cli_run_writes_tables_and_report(tmp_path):
+    import argparse
+
+    from antireg.paper.cli import run
+
+    ns = argparse.Namespace(config="v4_exp3", output_dir=str(tmp_path), data_dir=None, jobs=1, report=True, quiet=True)
+    assert run(ns) == 0
+    assert len(pd.read_csv(tmp_path / "results" / "v4_exp3.csv")) == 6
+    html = (tmp_path / "report" / "v4_exp3.html").read_text()
+    assert "data:image/png;base64" in html and "dR_da_at_0" in html
