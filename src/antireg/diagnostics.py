@@ -1,7 +1,7 @@
 """Diagnostics of negative ridge in v4's per-sample scale (arXiv:2508.17412 v4, *A Ridge Too Far*).
 
 Every λ / η here is **per-sample**: the estimator is β̂(η) = (Σ̂ + ηI)⁻¹ĝ with Σ̂ = XᵀX/n and
-ĝ = Xᵀy/n (sklearn's α = n·η; convert with :func:`alpha_from_lambda` / :func:`lambda_from_alpha`,
+ĝ = Xᵀy/n (sklearn's α = n·η; convert with :func:`antireg.spectral.lambda_to_alpha` / :func:`antireg.spectral.alpha_to_lambda`,
 the one conversion place of :mod:`antireg.paper`). Population quantities take Σ = diag(μ) (the
 eigenbasis), coefficients β in that basis, noise variance σ² and training size n.
 """
@@ -14,16 +14,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from antireg.spectral import center_design, dof, thin_svd
-
-
-def alpha_from_lambda(lam: ArrayLike, n: int) -> np.ndarray:
-    """sklearn's α = n·λ for a per-sample λ (Σ̂ + λI with Σ̂ = XᵀX/n)."""
-    return np.asarray(lam, dtype=float) * n
-
-
-def lambda_from_alpha(alpha: ArrayLike, n: int) -> np.ndarray:
-    """Per-sample λ = α/n for sklearn's α (‖y − Xw‖² + α‖w‖²)."""
-    return np.asarray(alpha, dtype=float) / n
 
 
 def _pop(mu: ArrayLike, beta: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from antireg.diagnostics import alpha_from_lambda, population_risk, sign_switch, sure_curve, weak_spectrum
+from antireg.diagnostics import population_risk, sign_switch, sure_curve, weak_spectrum
 from antireg.paper.config import PaperCfg
+from antireg.spectral import lambda_to_alpha
 
 MU = np.array([4.0, 3.0, 2.2, 1.5, 1.0, 0.7, 0.45, 0.28, 0.18, 0.11, 0.07, 0.04])
 PATTERNS = {
@@ -253,7 +254,7 @@ class Exp4:
             def loo(grid: np.ndarray) -> float:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    m = ARRidgeCV(alphas=alpha_from_lambda(grid, n), fit_intercept=False, eta=0.01).fit(X, y)
+                    m = ARRidgeCV(alphas=lambda_to_alpha(grid, n), fit_intercept=False, eta=0.01).fit(X, y)
                 return float(m.alpha_ / n)
 
             picks = {
