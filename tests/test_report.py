@@ -413,3 +413,17 @@ def test_browser_check_catches_a_broken_image_and_a_console_error(tmp_path):
     result = browse(page, tmp_path / "broken.png", tmp_path / "profile")
     assert result["images"] == [{"complete": True, "width": 0, "alt": "x"}]
     assert "boom" in result["errors"] and any("missing.png" in e or "ERR_FILE_NOT_FOUND" in e for e in result["errors"])
+
+
+def test_report_includes_paper_experiments_beside_no_sweep(tmp_path):
+    # a results folder holding only a paper experiment is reported, with its table and risk figure
+    from antireg.paper.config import load_paper_config
+    from antireg.paper.driver import run_paper
+
+    run_paper(load_paper_config("v4_exp3"), tmp_path, None, jobs=1, progress=False)
+    paths = write_report(tmp_path / "results", tmp_path / "report")
+    md = paths.markdown.read_text(encoding="utf-8")
+    assert "v4_exp3" in md and "dR_da_at_0" in md
+    assert (tmp_path / "report" / "figures" / "v4_exp3_risk.png").stat().st_size > 0
+    with pytest.raises(ReportError):
+        write_report(tmp_path / "results", tmp_path / "r2", names=["not_there"])

@@ -99,14 +99,21 @@ def write_report(
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     if experiments_dir is None and (results_dir.parent / "experiments").is_dir():
         experiments_dir = results_dir.parent / "experiments"
-    exps = load_experiments(results_dir, experiments_dir, names)
+    from antireg.paper.report import paper_configs, sections
+
+    papers = [c["experiment"] for c in paper_configs(results_dir) if names is None or c["experiment"] in names]
+    sweep_names = None if names is None else [n for n in names if n not in papers]
+    exps = [] if (papers and (sweep_names == [] or not any(results_dir.glob("*_summary.csv")))) \
+        else load_experiments(results_dir, experiments_dir, sweep_names)  # fmt: skip
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    names_text = ", ".join(e.name for e in exps)
+    names_text = ", ".join([e.name for e in exps] + papers)
     blocks: list[Block] = [Heading(1, TITLE), Text(f"Experiments: {names_text}. Source: {results_dir}.")]
     for exp in exps:
         blocks += _experiment_blocks(exp, fig_dir, written)
+    for name in papers:  # paper experiments (antireg.paper): their tables and curves
+        blocks += sections(results_dir, fig_dir, only=name)
     paths = ReportPaths(out_dir / "report.md", out_dir / "report.html", written)
     paths.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
     paths.html.write_text(to_html(blocks, TITLE), encoding="utf-8")
