@@ -17,7 +17,7 @@ from antireg.data import n_train_for
 from antireg.experiments import ConfigError, ExperimentCfg, expand, load_config, run_sweep
 from antireg.experiments import sweep as sweep_mod
 from antireg.experiments.config import packaged_configs
-from antireg.experiments.runner import remove_stale_tmp
+from antireg.experiments.storage import remove_stale
 
 TINY = {
     "experiment": "tiny",
@@ -218,11 +218,11 @@ def test_stale_tmp_dirs_of_dead_writers_on_this_host_are_removed(tmp_path):
     # a writer SIGKILLed mid-write leaves its temporary directory behind
     script = (
         "import os, signal, sys, numpy as np\n"
-        "from antireg.experiments import runner\n"
+        "from antireg.experiments import storage\n"
         "from antireg.experiments.grid import RunSpec\n"
         "spec = RunSpec.model_validate_json(sys.argv[1])\n"
-        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "runner.write_run(spec, sys.argv[2], {k: 0 for k in runner.DIAGNOSTICS}, [], {'outputs_test': np.zeros(3)})\n"
+        "os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "storage.write_run(spec, sys.argv[2], {k: 0 for k in storage.DIAGNOSTICS}, [], {'outputs_test': np.zeros(3)})\n"
     )
     killed = subprocess.Popen([sys.executable, "-c", script, spec.model_dump_json(), str(exp)])
     assert killed.wait() == -9
@@ -232,9 +232,9 @@ def test_stale_tmp_dirs_of_dead_writers_on_this_host_are_removed(tmp_path):
     legacy = exp / f".tmp-{spec.run_id}-abc"  # older name, without host and pid
     for d in (live, elsewhere, legacy):
         d.mkdir()
-    assert remove_stale_tmp(exp) == 1
+    assert remove_stale(exp) == 1
     assert not dead.exists() and live.is_dir() and elsewhere.is_dir() and legacy.is_dir()
-    assert remove_stale_tmp(exp) == 0 and remove_stale_tmp(tmp_path / "missing") == 0
+    assert remove_stale(exp) == 0 and remove_stale(tmp_path / "missing") == 0
 
 
 def test_rerun_skips_everything_and_reproduces_the_numbers(finished, tmp_path):
@@ -260,7 +260,7 @@ def test_resume_after_interruption_runs_only_what_is_missing(tmp_path, monkeypat
     monkeypatch.setattr(sweep_mod, "execute", dies_after_five)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(_cfg(), tmp_path, progress=False)
-    assert not (tmp_path / "results").exists()
+    assert not list((tmp_path / "results").iterdir())  # checked writable before training, nothing written
     (tmp_path / "experiments" / "stale-unfinished-dir").mkdir()  # a crash leftover without metrics
     monkeypatch.setattr(sweep_mod, "execute", real)
     result = run_sweep(_cfg(), tmp_path, progress=False)

@@ -130,24 +130,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from antireg.data import DataError
     from antireg.experiments.config import ConfigError, packaged_configs
-    from antireg.experiments.sweep import SweepError
+    from antireg.experiments.sweep import Interrupted, SweepError, stop_on_signals
     from antireg.report import ReportError
 
     try:
-        if args.command == "advise":
-            return advise.run(args)
-        if args.command == "configs":
-            print("\n".join(packaged_configs()))
-            return 0
-        if args.command == "lopt":
-            return lopt_cli.run(args)
-        return _report(args) if args.command == "report" else _run(args)
+        with stop_on_signals():  # SIGINT → exit 130, SIGTERM → 143; a second one is ignored
+            if args.command == "advise":
+                return advise.run(args)
+            if args.command == "configs":
+                print("\n".join(packaged_configs()))
+                return 0
+            if args.command == "lopt":
+                return lopt_cli.run(args)
+            return _report(args) if args.command == "report" else _run(args)
     except (ConfigError, DataError, ReportError) as exc:
         print(f"antireg: error: {exc}", file=sys.stderr)
         return 2
     except SweepError as exc:
         print(f"antireg: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:  # a sweep's message says how many runs are saved and how to resume
+        print(f"antireg: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("antireg: interrupted; finished runs are saved, re-run to resume", file=sys.stderr)
         return 130

@@ -9,8 +9,6 @@ seeds of every metric. :func:`edge_warnings` turns the edge marks into one line 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 
 from antireg.experiments.grid import RunSpec
 from antireg.experiments.runner import finished_metrics
+from antireg.experiments.storage import atomic_file
 
 GROUP = ["method", "ablation", "optimizer", "fraction"]
 HYPER = ["lambda0", "alpha", "rule_params"]
@@ -208,10 +207,8 @@ def _widen(cell: str, name: str, value: str, key: str, edge: str) -> list[str]:
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_file(path) as fh:  # temporary file removed and StorageError raised on a failed write
         frame.to_csv(fh, index=False)
-    os.replace(tmp, path)
 
 
 def write_results(df: pd.DataFrame, summary: pd.DataFrame, results_dir: str | Path, experiment: str) -> tuple[Path, Path]:

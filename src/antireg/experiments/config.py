@@ -1,12 +1,19 @@
 """The experiment config: a YAML file validated by a strict pydantic schema.
 
 Unknown keys and wrong types are rejected with the key's path and the allowed
-values; YAML is read with ``yaml.safe_load`` only.
+values. YAML is read by a safe loader that also refuses anchors and aliases (a
+few hundred bytes of aliases can expand to gigabytes: "billion laughs") and nesting
+deeper than :data:`MAX_DEPTH`; nothing in a config needs either. Every number is
+bounded and finite, so that no accepted value fails once runs have trained; the one
+infinity with a meaning, ``grad_clip: .inf``, is "no clipping" (as ``null``).
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,19 +32,63 @@ SAFEGUARDS_OFF: dict[str, frozenset[str]] = {
 }
 ABLATIONS = (*SAFEGUARDS_OFF, "l2", "constant_lambda")
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+MAX_DEPTH = 20  # nesting levels of a config file
+MAX_CONFIG_BYTES = 1 << 20
+MAX_GRID = 10_000  # combinations of one relative's parameter grid
+SEED_MAX = 2**32 - 1  # numpy and torch generators take any seed up to here
+BIG = 1e6  # bound of rates, λ₀, weight decay and the like: far beyond any sensible value, far from overflow
 
 
 class ConfigError(Exception):
     """A config problem a user can fix; the message names the key and the fix."""
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory (what the size checks measure against)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 8 << 30
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases and deep nesting."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name, <<) are not "
+                                              "allowed in a config; write the values out", event.start_mark)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetCfg(_Strict):
     name: str
     options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> "DatasetCfg":
+        """A synthetic data set is generated in memory (float64 X and y): refuse one
+        larger than a quarter of this machine's memory before anything is allocated."""
+        n, d = self.options.get("n", 1000), self.options.get("d", 20)
+        if self.name == "synthetic" and all(isinstance(v, int) and not isinstance(v, bool) for v in (n, d)):
+            need, have = 8 * max(n, 0) * (max(d, 0) + 1), memory_bytes()
+            if need > have // 4:
+                raise ValueError(f"options n = {n} and d = {d} ask for {need / 2**30:.3g} GiB of data, more than a "
+                                 f"quarter of this machine's {have / 2**30:.3g} GiB; lower dataset.options.n or d")
+        return self
 
 
 class SplitCfg(_Strict):
@@ -55,20 +106,20 @@ class ModelCfg(_Strict):
     """``width`` is the hidden width (MLP) or the dense layer after the convolutions (CNN)."""
 
     kind: Literal["linear", "mlp", "cnn"] = "mlp"
-    width: Annotated[int, Field(ge=1)] = 64
-    depth: Annotated[int, Field(ge=1)] = 2
+    width: Annotated[int, Field(ge=1, le=1 << 16)] = 64
+    depth: Annotated[int, Field(ge=1, le=64)] = 2
     activation: Literal["relu", "tanh", "gelu"] = "relu"
 
 
 class OptimizerCfg(_Strict):
-    lr: Annotated[float, Field(gt=0.0)]
+    lr: Annotated[float, Field(gt=0.0, le=BIG)]
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0.0, le=BIG)] = 0.0
 
 
 class TrainingCfg(_Strict):
-    epochs: Annotated[int, Field(ge=1)] = 200
-    batch_size: Annotated[int, Field(ge=1)] | None = None
+    epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    batch_size: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
 
 
 class SafeguardsCfg(_Strict):
@@ -76,8 +127,14 @@ class SafeguardsCfg(_Strict):
 
     grad_clip: Annotated[float, Field(gt=0.0)] | None = 10.0
     trust_radius: Annotated[float, Field(gt=0.0)] | None = None
-    trust_factor: Annotated[float, Field(gt=0.0)] | None = 2.0
+    trust_factor: Annotated[float, Field(gt=0.0, le=BIG)] | None = 2.0
     spectral_eta: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 0.1
+
+    @field_validator("grad_clip", mode="before")
+    @classmethod
+    def _inf_is_off(cls, v: Any) -> Any:
+        """Clipping at an infinite norm never fires: the same runs as ``null`` (and the same ids)."""
+        return None if isinstance(v, float) and v == math.inf else v
 
 
 class ARCfg(_Strict):
@@ -91,18 +148,18 @@ class ARCfg(_Strict):
     """
 
     schedule: Literal["power_law", "constant", "dof_target"] = "power_law"
-    lambda0: list[Annotated[float, Field(gt=0.0)]] = [0.01]
+    lambda0: list[Annotated[float, Field(gt=0.0, le=BIG)]] = [0.01]
     lambda0_unit: Literal["absolute", "bound"] = "absolute"
-    alpha: list[Annotated[float, Field(ge=0.0)]] = [1.0]
-    n0: Annotated[int, Field(ge=1)] | None = None
+    alpha: list[Annotated[float, Field(ge=0.0, le=100.0)]] = [1.0]
+    n0: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     center: Literal["zero", "init"] = "zero"
-    delta: Annotated[float, Field(gt=-1.0)] = 0.1
-    kappa: Annotated[float, Field(gt=0.0)] | None = None
+    delta: Annotated[float, Field(gt=-1.0, le=BIG)] = 0.1
+    kappa: Annotated[float, Field(gt=0.0, le=BIG)] | None = None
     ntk: bool = False  # MLPs: take the spectrum (clamp, df/n, dof_target) from the NTK at θ₀
 
 
 class EvaluationCfg(_Strict):
-    ece_bins: Annotated[int, Field(ge=1)] = 15
+    ece_bins: Annotated[int, Field(ge=1, le=10_000)] = 15
 
 
 class ExperimentCfg(_Strict):
@@ -110,7 +167,7 @@ class ExperimentCfg(_Strict):
     dataset: DatasetCfg
     split: SplitCfg = SplitCfg()
     fractions: Annotated[list[Fraction], Field(min_length=1)]
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=SEED_MAX)]], Field(min_length=1)]
     model: ModelCfg = ModelCfg()
     optimizers: Annotated[dict[Literal["sgd", "adam"], OptimizerCfg], Field(min_length=1)]
     training: TrainingCfg = TrainingCfg()
@@ -126,9 +183,19 @@ class ExperimentCfg(_Strict):
     # where runs train: cpu, cuda, or auto (CUDA when present); not part of a run's id
     device: Literal["cpu", "cuda", "auto"] = "auto"
 
+    @field_validator("experiment")
+    @classmethod
+    def _not_an_output_name(cls, v: str) -> str:
+        if v.endswith("_summary"):  # results/<E>_summary.csv is experiment E's summary
+            raise ValueError(f"names ending in '_summary' are reserved (results/{v}.csv is the summary of "
+                             f"experiment {v[: -len('_summary')]!r}); choose another name")
+        return v
+
     @field_validator("relatives")
     @classmethod
     def _known_rules(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, list]]:
+        """Every combination of every relative's grid builds its rule, so that no run fails
+        at training time; values are numbers, booleans or strings, numbers finite."""
         from antireg.rules import RULES, make_rule
 
         grids = {}
@@ -138,10 +205,23 @@ class ExperimentCfg(_Strict):
             grids[name] = {k: val if isinstance(val, list) else [val] for k, val in params.items()}
             if any(not vals for vals in grids[name].values()):
                 raise ValueError(f"relative {name!r}: every parameter needs at least one value")
-            first = {k: vals[0] for k, vals in grids[name].items()}
-            if name == "igr":  # IGR's step size is the optimizer's learning rate
-                first.setdefault("lr", 0.1)
-            make_rule(name, **first)  # its ValueError names the valid parameters
+            for k, vals in grids[name].items():
+                for val in vals:
+                    if not isinstance(val, (bool, int, float, str)) or isinstance(val, float) and not math.isfinite(val):
+                        raise ValueError(f"relative {name!r}: {k} = {val!r}; values must be finite numbers, "
+                                         "booleans or strings (a list of them is a grid)")
+                    if isinstance(val, (int, float)) and not isinstance(val, bool) and abs(val) > BIG:
+                        raise ValueError(f"relative {name!r}: {k} = {val!r} is out of range (|value| <= {BIG:g})")
+            if math.prod(len(vals) for vals in grids[name].values()) > MAX_GRID:
+                raise ValueError(f"relative {name!r}: the grid has more than {MAX_GRID} combinations")
+            for values in itertools.product(*grids[name].values()):
+                point = dict(zip(grids[name], values))
+                if name == "igr":  # IGR's step size is the optimizer's learning rate
+                    point.setdefault("lr", 0.1)
+                try:
+                    make_rule(name, **point)  # its ValueError names the valid parameters
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"relative {name!r} with {point}: {exc}") from None
         return grids
 
     @field_validator("fractions", "seeds", "ablations")
@@ -205,9 +285,15 @@ def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg) -> Any:
     (an experiment by default; the learned-optimizer commands pass theirs)."""
     path = resolve_config_path(ref)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; a config is a few lines")
+        raw = yaml.load(data.decode("utf-8"), Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config {path} is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     if not isinstance(raw, dict):

@@ -4,13 +4,23 @@ An executor maps one task function over the tasks and yields each task with its
 outcome (the function's return value, or the exception it raised) as it finishes;
 one failed task never stops the others. Every executor runs the same function on
 the same tasks, so the files a sweep writes do not depend on which one ran it.
+
+Stopping: when the caller stops iterating (it was interrupted, or it gave up), an
+executor cancels what has not started and stops what is running, within seconds, and
+leaves no process behind: the pool's workers are terminated (they ignore Ctrl-C,
+which goes to the whole process group, so that the driver alone decides), and they
+die with the driver if it is killed outright.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -46,6 +56,52 @@ class LocalExecutor(Executor):
             yield task, outcome
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+STOP_GRACE_S = 3.0  # a terminated worker has this long to exit before it is killed
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered when the block ends): a worker forked now
+    inherits the block, and only lifts it once it has its own handlers."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _init_worker() -> None:
+    """A pool worker: Ctrl-C ignored (the driver stops the pool), SIGTERM kills, killed
+    too when the driver dies (Linux), one torch thread; then the stop signals unblocked."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    torch.set_num_threads(1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the tasks not started, terminate the workers, kill those that linger, reap them."""
+    with _stop_signals_blocked():  # a second Ctrl-C must not cut this short and orphan a worker
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(OSError, ValueError):
+                proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+
+
 class ProcessExecutor(Executor):
     """A pool of ``jobs`` local worker processes.
 
@@ -54,7 +110,8 @@ class ProcessExecutor(Executor):
     run). Each worker sets torch to one thread before anything else, as torch's own
     DataLoader workers do, so the parent's thread pool is never used in a child. Where
     forking is unsafe (this process has initialised CUDA, or another platform) they
-    are spawned.
+    are spawned. A worker ignores Ctrl-C: on an interrupt the driver stops the pool
+    (:func:`_stop_pool`), rather than each worker abandoning its task and starting the next.
     """
 
     def __init__(self, jobs: int) -> None:
@@ -65,11 +122,20 @@ class ProcessExecutor(Executor):
 
         fork = sys.platform == "linux" and not torch.cuda.is_initialized()
         context = multiprocessing.get_context("fork" if fork else "spawn")
-        with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            futures = {pool.submit(fn, task): task for task in tasks}
+        pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker)
+        finished = False
+        try:
+            with _stop_signals_blocked():  # the workers start here
+                futures = {pool.submit(fn, task): task for task in tasks}
             for fut in as_completed(futures):
                 exc = fut.exception()
                 yield futures[fut], exc if exc is not None else fut.result()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # interrupted, or the caller stopped iterating
+                _stop_pool(pool)
 
 
 def _call(fn: Callable[[T], Any], task: T) -> Any:

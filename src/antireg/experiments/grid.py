@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -87,9 +88,30 @@ CONDITION_FIELDS = {
 }  # fmt: skip
 
 
+MAX_RUNS = 100_000  # a run spec takes a few KiB, its directory a few more: beyond this, split the config
+
+
+def n_runs(cfg: ExperimentCfg) -> int:
+    """How many runs :func:`expand` makes of ``cfg`` (at most: equal specs are merged),
+    counted without making them."""
+    def ar(ablation: str) -> int:
+        schedule = "constant" if ablation == "constant_lambda" else cfg.ar.schedule
+        lambdas = 1 if schedule == "dof_target" else len(cfg.ar.lambda0)
+        return lambdas * (1 if schedule in ("constant", "dof_target") else len(cfg.ar.alpha))
+
+    relatives = sum(math.prod(len(v) for v in grid.values()) for grid in cfg.relatives.values())
+    per_condition = int(cfg.add_baseline_zero) + sum(map(ar, cfg.ablations))
+    per_condition += relatives * (1 + (ar("none") if cfg.relatives_with_ar else 0))
+    return len(cfg.seeds) * len(cfg.fractions) * len(cfg.optimizers) * per_condition
+
+
 def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
     """The full grid: seeds × fractions × optimizers × (baseline, ablations × λ₀ × α)."""
     from antireg.data import n_train_for
+
+    if (count := n_runs(cfg)) > MAX_RUNS:
+        raise ConfigError(f"the grid has {count} runs, more than {MAX_RUNS}: use fewer seeds, fractions, λ₀, α or "
+                          "relatives' values, or split the sweep into several configs")
 
     sizes = {f: n_train_for(n_total, f, cfg.split.val_frac, cfg.split.test_frac) for f in cfg.fractions}
     n0 = cfg.ar.n0 or min(sizes.values())

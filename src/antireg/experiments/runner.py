@@ -4,24 +4,18 @@ A run is prepared (:func:`prepare`), trained, and summed up (:func:`finish`) by 
 same code whichever trainer runs it: :func:`train_run` trains one run with
 :func:`antireg.train.fit`, :func:`train_group` trains a group of runs that share an
 architecture, a training size and an optimizer as one batched model
-(:mod:`antireg.vectorised`). A run directory is written under a temporary name and
-renamed into place when complete, so a directory named after a run id always holds
-a finished run.
+(:mod:`antireg.vectorised`). Runs are claimed before they train and written through
+:mod:`antireg.experiments.storage`, so each run trains in one process and a directory
+named after a run id always holds a finished run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import ctypes
 import functools
 import json
 import math
-import os
-import re
-import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +28,8 @@ from antireg import schedules, spectral
 from antireg.data import Dataset, Split, load_dataset, make_split
 from antireg.experiments.config import ConfigError
 from antireg.experiments.grid import CONDITION_FIELDS, RunSpec
+# finished_metrics is re-exported: aggregate reads it from here
+from antireg.experiments.storage import claim_run, finished_metrics, is_done, write_run  # noqa: F401
 from antireg.metrics import regression_metrics
 from antireg.calibration import classification_metrics, reliability_diagram
 from antireg.models import flatten_parameters, make_model
@@ -44,9 +40,6 @@ from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
 from antireg.step import TrainStep
 from antireg.train import FitResult, LossFn, cross_entropy, fit, squared_error
 from antireg.vectorised import fit_stacked
-
-METRICS_FILE = "metrics.json"
-
 
 @functools.lru_cache(maxsize=4)
 def _dataset(name: str, options_json: str, data_dir: str) -> Dataset:
@@ -79,24 +72,6 @@ def group_key(spec: RunSpec) -> str | None:
     if spec.rule != "erm":
         return None
     return json.dumps(spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"}), sort_keys=True)
-
-
-def finished_metrics(run_dir: Path) -> dict | None:
-    """The metrics of a finished run, or None: a run directory is finished when its
-    metrics (written last) read back as JSON; a truncated or unreadable one is not,
-    so the sweep re-runs it."""
-    try:
-        return read_metrics(run_dir)
-    except (OSError, ValueError):
-        return None
-
-
-def is_done(run_dir: Path) -> bool:
-    return finished_metrics(run_dir) is not None
-
-
-def read_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / METRICS_FILE).read_text())
 
 
 def spectrum(spec: RunSpec, model: torch.nn.Module, X_train: torch.Tensor) -> np.ndarray | None:
@@ -304,80 +279,6 @@ def format_params(params: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
 
 
-def _json(obj: dict) -> str:
-    """Strict JSON: NaN (a metric that is undefined for this run) becomes null."""
-    clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in obj.items()}
-    return json.dumps(clean, indent=2, allow_nan=False)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-DIAGNOSTICS = ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_per_n", "r_clip", "r_proj",
-               "diverged", "divergence", "steps", "best_epoch")  # fmt: skip
-
-
-# A run directory being written: .tmp-<run id>@<host>@<pid>-<random>, so that the
-# directories of killed writers can be told from those of live ones (remove_stale_tmp).
-_TMP_NAME = re.compile(r"^\.tmp-.+@(?P<host>[^@]+)@(?P<pid>\d+)-")
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host exists (signal 0 checks without sending)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by another user
-        return True
-    return True
-
-
-def remove_stale_tmp(experiments_dir: str | Path) -> int:
-    """Remove the temporary run directories that writers on this host left when they
-    were killed mid-write (:func:`write_run`), and return how many. A directory of a
-    live process (another sweep writing now), of another host, or without host and pid
-    in its name is left alone. POSIX only (elsewhere it removes nothing)."""
-    experiments_dir = Path(experiments_dir)
-    if os.name != "posix" or not experiments_dir.is_dir():
-        return 0
-    host, removed = socket.gethostname(), 0
-    for path in experiments_dir.glob(".tmp-*"):
-        match = _TMP_NAME.match(path.name)
-        if match and match["host"] == host and not _alive(int(match["pid"])):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history: list[dict], artefacts: dict) -> None:
-    """Write a finished run's directory atomically: build it under a temporary name,
-    then rename, so a directory named after a run id always holds a complete run."""
-    experiments_dir = Path(experiments_dir)
-    run_dir = experiments_dir / spec.run_id
-    experiments_dir.mkdir(parents=True, exist_ok=True)
-    prefix = f".tmp-{spec.run_id}@{socket.gethostname()}@{os.getpid()}-"
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=experiments_dir))
-    try:
-        config = {"run_id": spec.run_id, "condition_id": spec.condition_id, **spec.model_dump(mode="json")}
-        (tmp / "config.json").write_text(_json(config))
-        _write_csv(tmp / "log.csv", history)
-        (tmp / "diagnostics.json").write_text(_json({k: metrics[k] for k in DIAGNOSTICS}))
-        np.save(tmp / "outputs_test.npy", artefacts["outputs_test"])
-        if "reliability" in artefacts:
-            (tmp / "reliability.json").write_text(json.dumps(artefacts["reliability"], indent=2))
-        (tmp / METRICS_FILE).write_text(_json(metrics))
-        if run_dir.exists():  # an unfinished directory from an interrupted run
-            shutil.rmtree(run_dir)
-        os.replace(tmp, run_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 @functools.cache
 def _keep_freed_memory() -> None:
     """Have glibc keep freed memory for reuse rather than hand it back to the kernel.
@@ -411,27 +312,47 @@ def sweep_settings() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu") -> dict:
-    """Run ``spec`` unless already finished; return its metrics."""
-    run_dir = Path(experiments_dir) / spec.run_id
-    done = finished_metrics(run_dir)
-    if done is not None:
-        return done
-    with sweep_settings():
-        metrics, history, artefacts = train_run(spec, data_dir, device)
-    write_run(spec, experiments_dir, metrics, history, artefacts)
-    return metrics
-
-
-def execute_group(specs: Sequence[RunSpec], experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu") -> None:
-    """Train ``specs`` as one batched model (:func:`train_group`) and write the runs not
-    yet finished. All of them train, finished or not: a run's last bits depend on the
-    batch it trains in, so a resumed batch must be the batch it was."""
-    todo = [s for s in specs if not is_done(Path(experiments_dir) / s.run_id)]
-    if not todo:
-        return
-    with sweep_settings():
-        outputs = train_group(specs, data_dir, device)
-    for spec, output in zip(specs, outputs):
-        if spec in todo:
+def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu",
+            wait: bool = False) -> list[str]:
+    """Train and write ``spec`` unless it is finished. Returns ``[spec.run_id]`` when
+    another process holds its claim (it is training the run now), else ``[]``; with
+    ``wait``, waits for that process instead, and trains the run if it did not."""
+    experiments_dir = Path(experiments_dir)
+    if is_done(experiments_dir / spec.run_id):
+        return []
+    held = claim_run(experiments_dir, spec.run_id, block=wait)
+    if held is None:
+        return [spec.run_id]
+    with held:
+        if not is_done(experiments_dir / spec.run_id):  # it may have finished while we looked
+            with sweep_settings():
+                output = train_run(spec, data_dir, device)
             write_run(spec, experiments_dir, *output)
+    return []
+
+
+def execute_group(specs: Sequence[RunSpec], experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu",
+                  wait: bool = False) -> list[str]:
+    """Train ``specs`` as one batched model (:func:`train_group`) and write the runs not
+    yet finished that this process could claim; returns the ids of those another process
+    holds (with ``wait``, waits for them; claims are taken in run-id order, so waiting
+    sweeps never deadlock). All of the batch trains, finished or not: a run's last bits
+    depend on the batch it trains in, so a resumed batch must be the batch it was."""
+    experiments_dir = Path(experiments_dir)
+    todo = sorted((s for s in specs if not is_done(experiments_dir / s.run_id)), key=lambda s: s.run_id)
+    claims = {}
+    try:
+        for spec in todo:
+            if (held := claim_run(experiments_dir, spec.run_id, block=wait)) is not None:
+                claims[spec.run_id] = held
+        mine = {s.run_id for s in todo if s.run_id in claims and not is_done(experiments_dir / s.run_id)}
+        if mine:
+            with sweep_settings():
+                outputs = train_group(specs, data_dir, device)
+            for spec, output in zip(specs, outputs):
+                if spec.run_id in mine:
+                    write_run(spec, experiments_dir, *output)
+    finally:
+        for held in claims.values():
+            held.release()
+    return [s.run_id for s in todo if s.run_id not in claims]

@@ -6,13 +6,25 @@ batched model (relatives' gradient rules stay one run per task). An executor
 (:mod:`antireg.experiments.executors`) runs the tasks in this process, in a process
 pool or on Ray; every one writes the same files, so resume is "skip run ids whose
 directory is finished", whichever executor ran them.
+
+Several sweeps may share an output folder: each run is claimed before it trains
+(:mod:`antireg.experiments.storage`), a sweep leaves runs another one is training to
+it and waits for them at the end, and the results of an experiment are written under
+a lock, from the complete set of its finished runs. Nothing is trained before the
+inputs and the output folders have been checked. An interrupt (Ctrl-C, SIGTERM)
+stops the sweep within seconds with :class:`Interrupted`, a full disk at the first
+failed write with :class:`OutputError`; either way the finished runs are kept and
+re-running the command resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
-import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,8 +35,9 @@ from tqdm import tqdm
 
 from antireg.data import default_data_dir
 from antireg.experiments import aggregate
-from antireg.experiments.config import ConfigError, ExperimentCfg
-from antireg.experiments.executors import make_executor
+from antireg.experiments import storage
+from antireg.experiments.config import ConfigError, ExperimentCfg, memory_bytes
+from antireg.experiments.executors import Executor, LocalExecutor, make_executor
 from antireg.experiments.grid import RunSpec, expand, select
 from antireg.experiments.runner import (
     cached_dataset,
@@ -32,14 +45,12 @@ from antireg.experiments.runner import (
     execute,
     execute_group,
     group_key,
-    is_done,
-    remove_stale_tmp,
     resolve_device,
     sweep_settings,
     train_group,
     train_run,
-    write_run,
 )
+from antireg.experiments.storage import StorageError, claim, claim_run, is_done, remove_stale, write_run
 
 MAX_GROUP = 64  # models per batched task: bounds a task's memory
 
@@ -55,23 +66,99 @@ class SweepError(Exception):
     """Some runs failed with an error (not divergence, which is a result)."""
 
 
+class OutputError(SweepError):
+    """An output could not be written (a full disk, a folder made read-only): the sweep
+    stopped at the first failed write; the message lists what is saved and what is not."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The sweep was stopped by Ctrl-C (SIGINT) or SIGTERM; ``exit_code`` is 128 + the
+    signal's number (130, 143), what a shell reports for a process the signal ended."""
+
+    def __init__(self, message: str | None = None, signum: int = signal.SIGINT) -> None:
+        verb = "interrupted" if signum == signal.SIGINT else "terminated"
+        super().__init__(message or f"{verb} by {signal.Signals(signum).name}; finished work is saved, re-run to resume")
+        self.signum, self.exit_code = signum, 128 + signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn the first SIGINT or SIGTERM into :class:`Interrupted`, and ignore any later
+    one: a second Ctrl-C while the sweep stops must not cut its clean-up short (leaving
+    workers behind) or print a traceback. The old handlers come back when the block
+    ends, unless a signal arrived: then they stay ignored, for the process is stopping."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        fired.append(signum)
+        raise Interrupted(signum=signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if not fired:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
 @dataclass
 class SweepResult:
     runs: pd.DataFrame
     summary: pd.DataFrame
     runs_csv: Path
     summary_csv: Path
-    n_run: int
-    n_skipped: int
+    n_run: int  # trained by this sweep
+    n_skipped: int  # finished before it started
+    n_elsewhere: int = 0  # finished meanwhile by another sweep on the same folder
 
 
-def _check_writable(path: Path) -> None:
+def _check_outputs(output_dir: Path, experiment: str) -> None:
+    """Before anything trains: the output folders can be written, and results/<E>.csv
+    is not a paper experiment's table."""
+    storage.check_writable(output_dir)
+    storage.check_writable(output_dir / "experiments", "experiments folder")
+    storage.check_writable(output_dir / "results", "results folder")
+    for owner, tables in storage.paper_tables(output_dir / "results").items():
+        if {experiment, f"{experiment}_summary"} & set(tables):
+            raise ConfigError(f"results/{experiment}.csv in {output_dir} holds a table of paper experiment "
+                              f"{owner!r}; give the sweep another experiment name or another --output-dir")
+
+
+# Bytes of training state per parameter: the weights, their gradient, Adam's two moments,
+# the trust region's θ₀, the best-validation copy, and room for temporaries.
+_BYTES_PER_PARAMETER = 4 * 8
+
+
+def _check_model_fits(cfg: ExperimentCfg, specs: list[RunSpec], data_dir: Path, vectorise: bool, jobs: int) -> None:
+    """Build the model without memory (torch's meta device) to count its parameters, and
+    refuse, naming the keys, a model that cannot be built for this data or whose runs
+    training at once would not fit in half of this machine's memory."""
+    import torch
+
+    from antireg.models import make_model
+
+    ds, m = dataset_for(specs[0], data_dir), cfg.model
+    out_dim = 1 if ds.task == "regression" else int(ds.n_classes or ds.y.max() + 1)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"output directory {path} is not writable ({exc.strerror}); pass --output-dir DIR") from None
+        with torch.device("meta"):
+            params = sum(p.numel() for p in make_model(m.kind, tuple(ds.X.shape[1:]), out_dim, m.width, m.depth,
+                                                       m.activation).parameters())  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}; change model.kind, model.width or model.depth") from None
+    at_once = (min(MAX_GROUP, len(specs)) if vectorise else 1) * jobs
+    need, have = params * _BYTES_PER_PARAMETER * at_once, memory_bytes()
+    if need > have // 2:
+        raise ConfigError(
+            f"model.width {m.width} and model.depth {m.depth} give {params:,} parameters per model: about "
+            f"{need / 2**30:.3g} GiB for the {at_once} runs training at once, more than half of this machine's "
+            f"{have / 2**30:.3g} GiB; lower model.width or model.depth" + (" or --jobs" if jobs > 1 else "")
+        )
 
 
 def plan(
@@ -133,12 +220,12 @@ def _cost(task: Task) -> int:
     return sum(s.n_train * s.training.epochs for s in task.specs)
 
 
-def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str) -> None:
-    """Train a task's runs and write them where the task runs (a machine that sees ``exp_dir``)."""
+def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str, wait: bool = False) -> list[str]:
+    """Train a task's runs and write them where the task runs (a machine that sees
+    ``exp_dir``); returns the ids another process holds (and, with ``wait``, waits for)."""
     if task.vectorised:
-        execute_group(task.specs, exp_dir, data_dir, device)
-    else:
-        execute(task.specs[0], exp_dir, data_dir, device)
+        return execute_group(task.specs, exp_dir, data_dir, device, wait)
+    return execute(task.specs[0], exp_dir, data_dir, device, wait)
 
 
 def _train_task(task: Task, data_dir: Path, device: str) -> list[tuple[dict, list[dict], dict]]:
@@ -179,6 +266,9 @@ def run_sweep(
     architecture, a training size and an optimizer together as one batched model.
     ``tracking="mlflow"``: log each trained run to MLflow (``tracking_uri``, default
     a SQLite store in ``output_dir``).
+
+    Raises :class:`Interrupted` on Ctrl-C or SIGTERM (see the CLI), :class:`OutputError`
+    when an output cannot be written, :class:`SweepError` when runs failed.
     """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
@@ -193,14 +283,19 @@ def run_sweep(
     if not run_on.remote:
         resolve_device(device)  # fail before any run; remote workers resolve it on their own machines
     specs = plan(cfg, data_dir, seeds, fractions, optimizers)
-    _check_writable(output_dir)
+    _check_model_fits(cfg, specs, data_dir, vectorise, jobs if executor == "process" else 1)
+    _check_outputs(output_dir, cfg.experiment)
     exp_dir = (output_dir / "experiments").resolve()
-    if removed := remove_stale_tmp(exp_dir):
+    if removed := remove_stale(exp_dir):
         print(f"antireg: removed {removed} unfinished run folder(s) of killed writers in {exp_dir}", file=sys.stderr)
-    todo = [s for s in specs if not is_done(exp_dir / s.run_id)]
-    for spec in todo:
-        if (exp_dir / spec.run_id).exists():
-            print(f"antireg: {exp_dir / spec.run_id} is incomplete or unreadable; re-running it", file=sys.stderr)
+    todo = []
+    for spec in specs:
+        problem = storage.problem(exp_dir / spec.run_id)
+        if problem is not None:
+            todo.append(spec)
+            if (exp_dir / spec.run_id).exists():
+                print(f"antireg: {exp_dir / spec.run_id} is not a finished run ({problem}); re-running it",
+                      file=sys.stderr)
     todo_ids = {s.run_id for s in todo}
     tasks = make_tasks(specs, todo_ids, vectorise)
     if executor == "process" and len(tasks) <= 1:
@@ -212,32 +307,104 @@ def run_sweep(
         from antireg.tracking import MlflowTracker
 
         tracker = MlflowTracker(cfg.experiment, output_dir, tracking_uri)
-    if run_on.remote:
-        fn = partial(_train_task, data_dir=data_dir, device=device)
-    else:
-        fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device)
-    failures = {}
-    with _Progress(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
-        for task, outcome in run_on.map(fn, tasks):
-            new = [s for s in task.specs if s.run_id in todo_ids]  # a batch may hold finished runs too
-            if isinstance(outcome, Exception):
-                failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in new})
-            else:
+    try:
+        with _Progress(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
+            failures, busy = _train(run_on, specs, todo_ids, vectorise, exp_dir, data_dir, device, bar, tracker)
+            if busy:
+                print(f"\nantireg: waiting for {len(busy)} run(s) that another sweep on {exp_dir} is training",
+                      file=sys.stderr)
+                fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device, wait=True)
+                for task, outcome in LocalExecutor().map(fn, make_tasks(specs, busy, vectorise)):
+                    if isinstance(outcome, StorageError):
+                        raise outcome
+                    if isinstance(outcome, Exception):
+                        failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in task.specs
+                                         if s.run_id in busy})  # fmt: skip
+                    bar.update(len([s for s in task.specs if s.run_id in busy]))
+        results_dir = output_dir / "results"
+        runs_csv, summary_csv = results_dir / f"{cfg.experiment}.csv", results_dir / f"{cfg.experiment}_summary.csv"
+        # one writer at a time: the pair of files comes from one set of runs
+        with claim(results_dir / f"{storage.LOCK_PREFIX}{cfg.experiment}", block=True):
+            runs = aggregate.collect(specs, exp_dir)
+            summary = aggregate.summarize(runs) if not runs.empty else pd.DataFrame()
+            if not runs.empty:
+                aggregate.write_results(runs, summary, results_dir, cfg.experiment)
+    except StorageError as exc:
+        remove_stale(exp_dir)
+        raise OutputError(_not_saved(exc, specs, exp_dir)) from None
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the clean-up is nearly done anyway
+            remove_stale(exp_dir)
+        done = sum(is_done(exp_dir / s.run_id) for s in specs)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise Interrupted(
+            f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: {done} of {len(specs)} runs of "
+            f"{cfg.experiment} are finished and saved in {exp_dir}; run the same command again to resume "
+            f"(it trains the other {len(specs) - done})", signum,
+        ) from None
+    if failures:
+        listing = "\n".join(f"  {rid}: {msg}" for rid, msg in sorted(failures.items()))
+        raise SweepError(f"{len(failures)} of {len(todo)} runs failed (the others are saved; re-run to retry):\n{listing}")
+    n_run = len(todo) - len(busy)
+    return SweepResult(runs, summary, runs_csv, summary_csv, n_run, len(specs) - len(todo), len(busy))
+
+
+def _train(
+    run_on: Executor, specs: list[RunSpec], todo_ids: set[str], vectorise: bool, exp_dir: Path, data_dir: Path,
+    device: str, bar: tqdm, tracker,
+) -> tuple[dict[str, str], set[str]]:
+    """Train the runs of ``todo_ids`` on ``run_on``; return the failed runs (id → error) and
+    the ids left to another sweep that holds their claims. A :class:`StorageError` stops
+    at once: the executor cancels its other tasks."""
+    failures: dict[str, str] = {}
+    busy: set[str] = set()
+    claims: dict[str, storage.Claim] = {}
+    try:
+        if run_on.remote:  # the workers return results and this process writes them: it claims them
+            for run_id in sorted(todo_ids):
+                if (held := claim_run(exp_dir, run_id)) is not None:
+                    claims[run_id] = held
+            busy = todo_ids - set(claims)
+            fn = partial(_train_task, data_dir=data_dir, device=device)
+        else:
+            fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device)
+        tasks = make_tasks(specs, todo_ids - busy, vectorise)
+        with contextlib.closing(run_on.map(fn, tasks)) as outcomes:
+            for task, outcome in outcomes:
+                new = [s for s in task.specs if s.run_id in todo_ids and s.run_id not in busy]
+                if isinstance(outcome, StorageError):
+                    raise outcome
+                if isinstance(outcome, Exception):
+                    failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in new})
+                    continue
                 if run_on.remote:
                     outputs = dict(zip([s.run_id for s in task.specs], outcome))
                     for spec in new:
                         write_run(spec, exp_dir, *outputs[spec.run_id])
+                else:
+                    busy.update(outcome)
+                done = [s for s in new if s.run_id not in busy]
                 if tracker is not None:
-                    for spec in new:
+                    for spec in done:
                         tracker.log(spec, exp_dir / spec.run_id)
-            bar.update(len(new))
-    runs = aggregate.collect(specs, exp_dir)
-    summary = aggregate.summarize(runs) if not runs.empty else pd.DataFrame()
-    results_dir = output_dir / "results"
-    runs_csv, summary_csv = results_dir / f"{cfg.experiment}.csv", results_dir / f"{cfg.experiment}_summary.csv"
-    if not runs.empty:
-        aggregate.write_results(runs, summary, results_dir, cfg.experiment)
-    if failures:
-        listing = "\n".join(f"  {rid}: {msg}" for rid, msg in sorted(failures.items()))
-        raise SweepError(f"{len(failures)} of {len(todo)} runs failed (the others are saved; re-run to retry):\n{listing}")
-    return SweepResult(runs, summary, runs_csv, summary_csv, len(todo), len(specs) - len(todo))
+                bar.update(len(done))
+    finally:
+        for held in claims.values():
+            held.release()
+    return failures, busy
+
+
+def _not_saved(exc: StorageError, specs: list[RunSpec], exp_dir: Path, shown: int = 20) -> str:
+    """The message of a sweep stopped by a failed write: what is saved, what is not, the fix."""
+    missing = [s.run_id for s in specs if not is_done(exp_dir / s.run_id)]
+    saved = len(specs) - len(missing)
+    lines = [f"{exc}; stopped at the first failed write. {saved} of {len(specs)} runs are saved in {exp_dir}"]
+    if missing:
+        lines[0] += f"; {len(missing)} are not:"
+        lines += [f"  {rid}" for rid in missing[:shown]]
+        if len(missing) > shown:
+            lines.append(f"  ... and {len(missing) - shown} more")
+    else:
+        lines[0] += "; the results were not written"
+    lines.append("Free space (or fix the folder) and run the same command again: it resumes from the saved runs.")
+    return "\n".join(lines)
