@@ -358,6 +358,6 @@ def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and current == run_dir:
             return False
-        raise StorageError(current, exc) from None
+        raise StorageError(run_dir / current.relative_to(tmp) if current.is_relative_to(tmp) else current, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

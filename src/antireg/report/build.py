@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from antireg.experiments.storage import StorageError, atomic_write_text
 from antireg.report import figures, tables
 from antireg.report.render import Block, FigureRef, Heading, Text, to_html, to_markdown
 from antireg.report.results import BASELINE, Experiment, load_experiments
@@ -99,12 +100,24 @@ def write_report(
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     if experiments_dir is None and (results_dir.parent / "experiments").is_dir():
         experiments_dir = results_dir.parent / "experiments"
-    from antireg.paper.report import paper_configs, sections
+    from antireg.paper.report import paper_configs
 
     papers = [c["experiment"] for c in paper_configs(results_dir) if names is None or c["experiment"] in names]
     sweep_names = None if names is None else [n for n in names if n not in papers]
     exps = [] if (papers and (sweep_names == [] or not any(results_dir.glob("*_summary.csv")))) \
         else load_experiments(results_dir, experiments_dir, sweep_names)  # fmt: skip
+    try:
+        return _write(results_dir, out_dir, exps, papers)
+    except StorageError as exc:
+        raise ReportError(f"{exc}; the report in {out_dir} was not written") from None
+    except OSError as exc:  # a full disk, or an --out that is a file or read-only
+        raise ReportError(f"cannot write the report in {out_dir}: {exc.strerror or exc} "
+                          f"({getattr(exc, 'filename', None) or out_dir})") from None
+
+
+def _write(results_dir: Path, out_dir: Path, exps: list[Experiment], papers: list[str]) -> ReportPaths:
+    from antireg.paper.report import sections
+
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -115,6 +128,6 @@ def write_report(
     for name in papers:  # paper experiments (antireg.paper): their tables and curves
         blocks += sections(results_dir, fig_dir, only=name)
     paths = ReportPaths(out_dir / "report.md", out_dir / "report.html", written)
-    paths.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
-    paths.html.write_text(to_html(blocks, TITLE), encoding="utf-8")
+    atomic_write_text(paths.markdown, to_markdown(blocks, out_dir))
+    atomic_write_text(paths.html, to_html(blocks, TITLE))
     return paths

@@ -16,6 +16,7 @@ import matplotlib
 import pandas as pd
 
 from antireg.experiments.aggregate import GROUP, HYPER
+from antireg.experiments.storage import paper_tables
 
 BASELINE = "erm"
 LOWER_IS_BETTER = ("rmse", "mae", "nll", "ece", "brier")
@@ -101,12 +102,38 @@ def chosen_runs(exp: Experiment) -> pd.DataFrame:
     return exp.runs.merge(exp.summary[keys + ["label"]], on=keys, how="inner")
 
 
-def _read(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
+# What the report reads from a sweep's CSVs, and which of it must be numeric: anything
+# else (a foreign, truncated or hand-edited file) is refused with one ReportError.
+RUN_COLUMNS = ["experiment", "dataset", *GROUP, "seed", "n_train", "lambda0", "alpha", "run_id", "condition_id",
+               "lambda_n", "clamped", "df_per_n", "rho", "r_clip", "r_proj", "diverged"]
+SUMMARY_COLUMNS = ["experiment", "dataset", *GROUP, "n_train", "lambda0", "alpha", "n_seeds", "n_diverged",
+                   *(f"{m}_{s}" for m in ("lambda_n", "df_per_n", "rho", "r_clip", "r_proj") for s in ("mean", "ci95"))]
+_NUMERIC = ("fraction", "seed", "n_train", "lambda0", "alpha", "n_seeds", "n_diverged", "lambda_n", "df_per_n", "rho",
+            "r_clip", "r_proj")
+_FLAGS = ("clamped", "diverged")
+
+
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+    fix = "re-run `antireg run` to write it again, or remove it"
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise ReportError(f"{path} is not a readable CSV ({type(exc).__name__}: {reason}); {fix}") from None
     if frame.empty:
-        raise ReportError(f"{path} has no rows")
+        raise ReportError(f"{path} has no rows; {fix}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ReportError(f"{path} is not a sweep's results: it lacks the columns {', '.join(missing)}; {fix}")
+    numeric = [c for c in frame.columns if c in _NUMERIC or c.startswith(("test_", "val_"))
+               or c.endswith(("_mean", "_ci95"))]  # fmt: skip
+    bad = [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    bad += [c for c in _FLAGS if c in frame and not frame[c].dropna().isin([True, False]).all()]
+    bad += [c for c in ("experiment", "method", "ablation", "optimizer") if frame[c].isna().any()]
+    if bad:
+        raise ReportError(f"{path} has unreadable values in {', '.join(bad)}; {fix}")
     # results written before relatives existed have no rule_params: they are all "-"
-    return frame.assign(rule_params=frame["rule_params"].fillna("-") if "rule_params" in frame else "-")
+    return frame.assign(rule_params=frame["rule_params"].fillna("-").astype(str) if "rule_params" in frame else "-")
 
 
 def load_experiments(
@@ -115,8 +142,11 @@ def load_experiments(
     """Every experiment ``E`` with both ``E.csv`` and ``E_summary.csv`` in ``results_dir``
     (or only ``names``), sorted by name."""
     results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ReportError(f"{results_dir} is not a folder; pass the results/ folder written by `antireg run`")
+    papers = {t for tables in paper_tables(results_dir).values() for t in tables}  # not sweep results
     found = sorted(p.name[: -len("_summary.csv")] for p in results_dir.glob("*_summary.csv"))
-    found = [e for e in found if (results_dir / f"{e}.csv").is_file()]
+    found = [e for e in found if (results_dir / f"{e}.csv").is_file() and not {e, f"{e}_summary"} & papers]
     if names is not None:
         missing = sorted(set(names) - set(found))
         if missing:
@@ -127,8 +157,16 @@ def load_experiments(
         raise ReportError(f"no E.csv + E_summary.csv pairs in {results_dir}; run `antireg run` first")
     exps = []
     for name in found:
-        runs = _read(results_dir / f"{name}.csv")
-        summary = _read(results_dir / f"{name}_summary.csv")
+        runs = _read(results_dir / f"{name}.csv", RUN_COLUMNS)
+        summary = _read(results_dir / f"{name}_summary.csv", SUMMARY_COLUMNS)
+        metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("test_") and c.endswith("_mean")]
+        if not metrics or any(m not in runs for m in metrics):
+            raise ReportError(f"{name}.csv and {name}_summary.csv in {results_dir} do not hold the same test metrics "
+                              f"(summary: {', '.join(metrics) or 'none'}); re-run `antireg run` to write both again")
+        groups = [set(map(tuple, f[GROUP].astype(str).to_numpy())) for f in (summary, runs)]
+        if not groups[0] <= groups[1]:
+            raise ReportError(f"{name}.csv and {name}_summary.csv in {results_dir} do not match (rows of the summary "
+                              "have no runs); re-run `antireg run` to write both again")
         summary["label"] = [label(m, a) for m, a in zip(summary["method"], summary["ablation"])]
         exps.append(Experiment(name, runs, _label_order(summary), Path(experiments_dir) if experiments_dir else None))
     return exps
