@@ -99,6 +99,10 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.add_baseline_zero:
         cfg = cfg.model_copy(update={"add_baseline_zero": True})
+    if args.report:  # before training, not after it
+        from antireg.experiments.storage import check_writable
+
+        check_writable(args.output_dir / "report", "report folder")
     result = run_sweep(
         cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
         jobs=args.jobs, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address,

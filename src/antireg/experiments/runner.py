@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -312,30 +313,39 @@ def sweep_settings() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+class Executed(NamedTuple):
+    """What :func:`execute` or :func:`execute_group` did: the ids of the runs it trained
+    and wrote, and of those it left to another process that holds their claims."""
+
+    trained: list[str]
+    busy: list[str]
+
+
 def execute(spec: RunSpec, experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu",
-            wait: bool = False) -> list[str]:
-    """Train and write ``spec`` unless it is finished. Returns ``[spec.run_id]`` when
-    another process holds its claim (it is training the run now), else ``[]``; with
-    ``wait``, waits for that process instead, and trains the run if it did not."""
+            wait: bool = False) -> Executed:
+    """Train and write ``spec`` unless it is finished, or another process holds its claim
+    (it is training the run now); with ``wait``, waits for that process instead, and
+    trains the run if it did not finish it."""
     experiments_dir = Path(experiments_dir)
     if is_done(experiments_dir / spec.run_id):
-        return []
+        return Executed([], [])
     held = claim_run(experiments_dir, spec.run_id, block=wait)
     if held is None:
-        return [spec.run_id]
+        return Executed([], [spec.run_id])
     with held:
-        if not is_done(experiments_dir / spec.run_id):  # it may have finished while we looked
-            with sweep_settings():
-                output = train_run(spec, data_dir, device)
-            write_run(spec, experiments_dir, *output)
-    return []
+        if is_done(experiments_dir / spec.run_id):  # finished by another process while we looked
+            return Executed([], [])
+        with sweep_settings():
+            output = train_run(spec, data_dir, device)
+        write_run(spec, experiments_dir, *output)
+    return Executed([spec.run_id], [])
 
 
 def execute_group(specs: Sequence[RunSpec], experiments_dir: str | Path, data_dir: str | Path, device: str = "cpu",
-                  wait: bool = False) -> list[str]:
+                  wait: bool = False) -> Executed:
     """Train ``specs`` as one batched model (:func:`train_group`) and write the runs not
-    yet finished that this process could claim; returns the ids of those another process
-    holds (with ``wait``, waits for them; claims are taken in run-id order, so waiting
+    yet finished that this process could claim; those another process holds are left
+    to it (with ``wait``, waited for: claims are taken in run-id order, so waiting
     sweeps never deadlock). All of the batch trains, finished or not: a run's last bits
     depend on the batch it trains in, so a resumed batch must be the batch it was."""
     experiments_dir = Path(experiments_dir)
@@ -345,14 +355,14 @@ def execute_group(specs: Sequence[RunSpec], experiments_dir: str | Path, data_di
         for spec in todo:
             if (held := claim_run(experiments_dir, spec.run_id, block=wait)) is not None:
                 claims[spec.run_id] = held
-        mine = {s.run_id for s in todo if s.run_id in claims and not is_done(experiments_dir / s.run_id)}
+        mine = [s.run_id for s in todo if s.run_id in claims and not is_done(experiments_dir / s.run_id)]
         if mine:
             with sweep_settings():
-                outputs = train_group(specs, data_dir, device)
-            for spec, output in zip(specs, outputs):
+                outputs = dict(zip([s.run_id for s in specs], train_group(specs, data_dir, device)))
+            for spec in specs:
                 if spec.run_id in mine:
-                    write_run(spec, experiments_dir, *output)
+                    write_run(spec, experiments_dir, *outputs[spec.run_id])
     finally:
         for held in claims.values():
             held.release()
-    return [s.run_id for s in todo if s.run_id not in claims]
+    return Executed(mine, [s.run_id for s in todo if s.run_id not in claims])

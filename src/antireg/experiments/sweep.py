@@ -40,6 +40,7 @@ from antireg.experiments.config import ConfigError, ExperimentCfg, memory_bytes
 from antireg.experiments.executors import Executor, LocalExecutor, make_executor
 from antireg.experiments.grid import RunSpec, expand, select
 from antireg.experiments.runner import (
+    Executed,
     cached_dataset,
     dataset_for,
     execute,
@@ -220,9 +221,9 @@ def _cost(task: Task) -> int:
     return sum(s.n_train * s.training.epochs for s in task.specs)
 
 
-def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str, wait: bool = False) -> list[str]:
+def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str, wait: bool = False) -> Executed:
     """Train a task's runs and write them where the task runs (a machine that sees
-    ``exp_dir``); returns the ids another process holds (and, with ``wait``, waits for)."""
+    ``exp_dir``), leaving to another process the runs it holds (with ``wait``, waiting for them)."""
     if task.vectorised:
         return execute_group(task.specs, exp_dir, data_dir, device, wait)
     return execute(task.specs[0], exp_dir, data_dir, device, wait)
@@ -309,18 +310,21 @@ def run_sweep(
         tracker = MlflowTracker(cfg.experiment, output_dir, tracking_uri)
     try:
         with _Progress(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
-            failures, busy = _train(run_on, specs, todo_ids, vectorise, exp_dir, data_dir, device, bar, tracker)
+            failures, trained, busy = _train(run_on, specs, todo_ids, vectorise, exp_dir, data_dir, device, bar,
+                                             tracker)  # fmt: skip
             if busy:
                 print(f"\nantireg: waiting for {len(busy)} run(s) that another sweep on {exp_dir} is training",
                       file=sys.stderr)
                 fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device, wait=True)
                 for task, outcome in LocalExecutor().map(fn, make_tasks(specs, busy, vectorise)):
+                    waited = [s.run_id for s in task.specs if s.run_id in busy]
                     if isinstance(outcome, StorageError):
                         raise outcome
                     if isinstance(outcome, Exception):
-                        failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in task.specs
-                                         if s.run_id in busy})  # fmt: skip
-                    bar.update(len([s for s in task.specs if s.run_id in busy]))
+                        failures.update({rid: f"{type(outcome).__name__}: {outcome}" for rid in waited})
+                    else:
+                        trained.update(outcome.trained)
+                    bar.update(len(waited))
         results_dir = output_dir / "results"
         runs_csv, summary_csv = results_dir / f"{cfg.experiment}.csv", results_dir / f"{cfg.experiment}_summary.csv"
         # one writer at a time: the pair of files comes from one set of runs
@@ -345,18 +349,19 @@ def run_sweep(
     if failures:
         listing = "\n".join(f"  {rid}: {msg}" for rid, msg in sorted(failures.items()))
         raise SweepError(f"{len(failures)} of {len(todo)} runs failed (the others are saved; re-run to retry):\n{listing}")
-    n_run = len(todo) - len(busy)
-    return SweepResult(runs, summary, runs_csv, summary_csv, n_run, len(specs) - len(todo), len(busy))
+    n_elsewhere = len(todo) - len(trained) - len(failures)
+    return SweepResult(runs, summary, runs_csv, summary_csv, len(trained), len(specs) - len(todo), n_elsewhere)
 
 
 def _train(
     run_on: Executor, specs: list[RunSpec], todo_ids: set[str], vectorise: bool, exp_dir: Path, data_dir: Path,
     device: str, bar: tqdm, tracker,
-) -> tuple[dict[str, str], set[str]]:
-    """Train the runs of ``todo_ids`` on ``run_on``; return the failed runs (id → error) and
-    the ids left to another sweep that holds their claims. A :class:`StorageError` stops
-    at once: the executor cancels its other tasks."""
+) -> tuple[dict[str, str], set[str], set[str]]:
+    """Train the runs of ``todo_ids`` on ``run_on``. Returns the failed runs (id → error),
+    the ids trained here, and those left to another sweep that holds their claims. A
+    :class:`StorageError` stops at once: closing the executor cancels its other tasks."""
     failures: dict[str, str] = {}
+    trained: set[str] = set()
     busy: set[str] = set()
     claims: dict[str, storage.Claim] = {}
     try:
@@ -368,8 +373,7 @@ def _train(
             fn = partial(_train_task, data_dir=data_dir, device=device)
         else:
             fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device)
-        tasks = make_tasks(specs, todo_ids - busy, vectorise)
-        with contextlib.closing(run_on.map(fn, tasks)) as outcomes:
+        with contextlib.closing(run_on.map(fn, make_tasks(specs, todo_ids - busy, vectorise))) as outcomes:
             for task, outcome in outcomes:
                 new = [s for s in task.specs if s.run_id in todo_ids and s.run_id not in busy]
                 if isinstance(outcome, StorageError):
@@ -379,19 +383,17 @@ def _train(
                     continue
                 if run_on.remote:
                     outputs = dict(zip([s.run_id for s in task.specs], outcome))
-                    for spec in new:
-                        write_run(spec, exp_dir, *outputs[spec.run_id])
-                else:
-                    busy.update(outcome)
-                done = [s for s in new if s.run_id not in busy]
+                    outcome = Executed([s.run_id for s in new if write_run(s, exp_dir, *outputs[s.run_id])], [])
+                trained.update(outcome.trained)
+                busy.update(outcome.busy)
                 if tracker is not None:
-                    for spec in done:
-                        tracker.log(spec, exp_dir / spec.run_id)
-                bar.update(len(done))
+                    for run_id in outcome.trained:
+                        tracker.log(next(s for s in new if s.run_id == run_id), exp_dir / run_id)
+                bar.update(len([s for s in new if s.run_id not in busy]))
     finally:
         for held in claims.values():
             held.release()
-    return failures, busy
+    return failures, trained, busy
 
 
 def _not_saved(exc: StorageError, specs: list[RunSpec], exp_dir: Path, shown: int = 20) -> str:
