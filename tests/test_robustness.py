@@ -408,7 +408,18 @@ def test_full_disk_at_the_results_lists_them_unwritten_and_leaves_no_temp_file(t
     assert not list((out / "results").iterdir())
 
 
-def test_real_full_tmpfs(tmp_path):
+def test_a_write_error_crosses_from_a_pool_worker_whole():
+    import pickle
+
+    from antireg.experiments.storage import StorageError
+
+    err = pickle.loads(pickle.dumps(StorageError("/x/metrics.json", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))))
+    assert isinstance(err, StorageError) and err.errno == errno.ENOSPC
+    assert str(err) == "cannot write /x/metrics.json: No space left on device"
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_real_full_tmpfs(tmp_path, jobs):
     """On a real 200 KiB file system (root only), the disk fills mid-sweep."""
     from antireg.experiments import ExperimentCfg, run_sweep
     from antireg.experiments.sweep import OutputError
@@ -421,7 +432,7 @@ def test_real_full_tmpfs(tmp_path):
     try:
         cfg = ExperimentCfg.model_validate({**SWEEP, "training": {"epochs": 2}})
         with pytest.raises(OutputError, match="No space left on device") as err:
-            run_sweep(cfg, disk, progress=False)
+            run_sweep(cfg, disk, jobs=jobs, progress=False)
         saved = [d for d in (disk / "experiments").iterdir() if not d.name.startswith(".")]
         assert f"{len(saved)} of " in str(err.value) and 0 < len(saved)
         assert not [p for p in (disk / "experiments").iterdir() if p.name.startswith(".")]

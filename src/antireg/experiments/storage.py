@@ -67,8 +67,11 @@ class StorageError(Exception):
     """An output could not be written (disk full, read-only, not a folder): the path and the reason."""
 
     def __init__(self, path: str | Path, exc: OSError) -> None:
-        self.path, self.errno = Path(path), exc.errno
-        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
+        super().__init__(Path(path), exc)  # the arguments themselves: a pool worker's error pickles back whole
+        self.path, self.errno, self.reason = Path(path), exc.errno, exc.strerror or str(exc)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
 
 
 # -- modes ----------------------------------------------------------------------------------

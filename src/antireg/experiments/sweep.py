@@ -334,7 +334,7 @@ def run_sweep(
             if not runs.empty:
                 aggregate.write_results(runs, summary, results_dir, cfg.experiment)
     except StorageError as exc:
-        remove_stale(exp_dir)
+        remove_stale(exp_dir)  # the temporary folders of the workers stopped mid-write
         raise OutputError(_not_saved(exc, specs, exp_dir)) from None
     except KeyboardInterrupt as exc:
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the clean-up is nearly done anyway
@@ -346,6 +346,7 @@ def run_sweep(
             f"{cfg.experiment} are finished and saved in {exp_dir}; run the same command again to resume "
             f"(it trains the other {len(specs) - done})", signum,
         ) from None
+    remove_stale(exp_dir)  # what workers that crashed (a broken pool) left behind
     if failures:
         listing = "\n".join(f"  {rid}: {msg}" for rid, msg in sorted(failures.items()))
         raise SweepError(f"{len(failures)} of {len(todo)} runs failed (the others are saved; re-run to retry):\n{listing}")
