@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from antireg.paper.config import is_paper_config, load_paper_config
-from antireg.paper.driver import atomic_write_text, run_paper
+from antireg.experiments.storage import atomic_write_text
+from antireg.paper.driver import run_paper
 
 __all__ = ["is_paper_config", "run"]
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
                   f"tables in {Path(args.output_dir) / 'results'}")
     if args.report:
         rep = Path(args.output_dir) / "report"
+        rep.mkdir(parents=True, exist_ok=True)
         blocks = [Heading(1, res.name), Text(f"Wall time {res.wall_s:.1f} s.")]
         blocks += sections(Path(args.output_dir) / "results", rep / "figures", only=res.name)
         atomic_write_text(rep / f"{res.name}.md", to_markdown(blocks, rep))

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from antireg.experiments.storage import atomic_write_text
 from antireg.paper.config import PaperCfg
 
 
@@ -46,19 +45,6 @@ class PaperResult:
 def cell_hash(cell: dict) -> str:
     """Stable name of a cell's cache file (sha1 of its canonical JSON)."""
     return hashlib.sha1(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then os.replace: the file is complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(obj: Any) -> Any:
@@ -95,6 +81,7 @@ def run_paper(cfg: PaperCfg, output_dir: str | Path, data_dir: str | Path | None
     ddir = None if data_dir is None else str(data_dir)
     cells = exp.cells(cfg, ddir)
     cache = out / "experiments" / cfg.experiment
+    cache.mkdir(parents=True, exist_ok=True)
     rows: dict[int, list[dict]] = {}
     todo = []
     for i, cell in enumerate(cells):
@@ -128,6 +115,7 @@ def run_paper(cfg: PaperCfg, output_dir: str | Path, data_dir: str | Path | None
     frame = pd.DataFrame([r for i in range(len(cells)) for r in rows[i]])
     tables = exp.tables(frame, cfg)
     res_dir = out / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, table in tables.items():
         paths[name] = res_dir / f"{name}.csv"
