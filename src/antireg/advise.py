@@ -263,14 +263,12 @@ def advise(X_raw: np.ndarray, y: np.ndarray, *, seed: int = 0, repeats: int = 3,
 
 def write_report(advice: Advice, out: Path, title: str) -> Path:
     """Criterion curves (PNG/SVG) and a self-contained HTML page, written atomically."""
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    from antireg.experiments.storage import atomic_write_text
     from antireg.report.figures import save
     from antireg.report.render import FigureRef, Heading, Text, to_html
 
@@ -296,11 +294,8 @@ def write_report(advice: Advice, out: Path, title: str) -> Path:
     png, svg = save(fig, out / "criterion")
     blocks = [Heading(1, f"antireg advise: {title}")] + [Text(line) for line in advice.lines()]
     blocks.append(FigureRef(png, svg, "LOO and SURE over alpha; grey = infeasible region; lines = optima"))
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(to_html(blocks, f"antireg advise: {title}"))
     page = out / "advise.html"
-    os.replace(tmp, page)
+    atomic_write_text(page, to_html(blocks, f"antireg advise: {title}"))
     return page
 
 
