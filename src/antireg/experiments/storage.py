@@ -138,20 +138,28 @@ def check_writable(path: str | Path, what: str = "output directory") -> None:
         raise ConfigError(f"{what} {path} is not writable ({reason}); pass --output-dir DIR") from None
 
 
-def paper_tables(results_dir: str | Path) -> dict[str, list[str]]:
-    """The tables that paper experiments wrote into ``results_dir`` (each a
-    ``results/NAME.config.json`` with a ``paper`` key), by experiment name: their
-    CSVs are not sweep results."""
-    found = {}
+def paper_configs(results_dir: str | Path) -> list[dict]:
+    """The resolved configs (``results/NAME.config.json`` with a ``paper`` key) of the paper
+    experiments whose results are in ``results_dir``; unreadable files are skipped."""
+    out = []
     for path in sorted(Path(results_dir).glob("*.config.json")):
         try:
             conf = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(conf, dict) and "paper" in conf:
-            name = str(conf.get("experiment", path.name[: -len(".config.json")]))
-            tables = conf.get("tables", [name])
-            found[name] = [str(t) for t in tables] if isinstance(tables, list) else [name]
+            out.append({"experiment": path.name[: -len(".config.json")], **conf})
+    return out
+
+
+def paper_tables(results_dir: str | Path) -> dict[str, list[str]]:
+    """The tables that paper experiments wrote into ``results_dir``, by experiment name:
+    their CSVs are not sweep results."""
+    found = {}
+    for conf in paper_configs(results_dir):
+        name = str(conf["experiment"])
+        tables = conf.get("tables", [name])
+        found[name] = [str(t) for t in tables] if isinstance(tables, list) else [name]
     return found
 
 

@@ -3,11 +3,11 @@ with a ``paper`` key): each table as a report Table, each experiment's figures, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from antireg.experiments.storage import paper_configs
 from antireg.report.render import Block, FigureRef, Heading, Text
 from antireg.report.tables import Table
 
@@ -21,19 +21,6 @@ def _fmt(v: object) -> str:
 def frame_table(title: str, frame: pd.DataFrame) -> Table:
     """A DataFrame as a report Table (floats to 4 significant digits)."""
     return Table(title, [str(c) for c in frame.columns], [[_fmt(v) for v in row] for row in frame.itertuples(index=False)])
-
-
-def paper_configs(results_dir: str | Path) -> list[dict]:
-    """The resolved configs of the paper experiments whose results are in ``results_dir``."""
-    out = []
-    for path in sorted(Path(results_dir).glob("*.config.json")):
-        try:
-            conf = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(conf, dict) and "paper" in conf:
-            out.append(conf)
-    return out
 
 
 def sections(results_dir: str | Path, fig_dir: str | Path | None = None, only: str | None = None) -> list[Block]:

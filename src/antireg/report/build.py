@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from antireg.experiments.storage import StorageError, atomic_write_text
+from antireg.experiments.storage import StorageError, atomic_write_text, paper_configs
 from antireg.report import figures, tables
 from antireg.report.render import Block, FigureRef, Heading, Text, to_html, to_markdown
 from antireg.report.results import BASELINE, Experiment, load_experiments
@@ -100,8 +100,6 @@ def write_report(
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     if experiments_dir is None and (results_dir.parent / "experiments").is_dir():
         experiments_dir = results_dir.parent / "experiments"
-    from antireg.paper.report import paper_configs
-
     papers = [c["experiment"] for c in paper_configs(results_dir) if names is None or c["experiment"] in names]
     sweep_names = None if names is None else [n for n in names if n not in papers]
     exps = [] if (papers and (sweep_names == [] or not any(results_dir.glob("*_summary.csv")))) \
