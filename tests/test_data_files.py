@@ -97,8 +97,13 @@ def test_missing_file_error_names_path_and_fix(tmp_path, name):
 
 
 def test_default_data_dir_follows_environment(monkeypatch, tmp_path):
+    import platformdirs
+
     monkeypatch.delenv("ANTIREG_DATA_DIR", raising=False)
-    assert default_data_dir() == Path("data/raw")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # platformdirs' Linux rule
+    assert default_data_dir() == Path(platformdirs.user_data_dir("antireg", appauthor=False))
+    if os.name == "posix" and os.uname().sysname == "Linux":
+        assert default_data_dir() == tmp_path / "xdg" / "antireg"
     monkeypatch.setenv("ANTIREG_DATA_DIR", str(tmp_path))
     assert default_data_dir() == tmp_path
     with pytest.raises(DataError, match=str(tmp_path / AIRFOIL)):

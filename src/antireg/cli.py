@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from antireg import advise
+from antireg.data import cli as data_cli
 from antireg.lopt import cli as lopt_cli
 
 # the demo: where negative ridge helps and where it does not, in seconds, no download
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--add_baseline_zero", action="store_true", help="add the λ = 0 ERM baseline runs (needed for ρ)")
     run.add_argument("--output-dir", type=Path, default=Path("."), help="where experiments/ and results/ go (default .)")
     run.add_argument("--data-dir", type=Path, default=None,
-                     help="data folder (default $ANTIREG_DATA_DIR, else data/raw)")
+                     help="data folder (default $ANTIREG_DATA_DIR, else the per-user data folder; see `antireg data list`)")
     run.add_argument("--jobs", type=int, default=1,
                      help="worker processes (default 1); with --executor ray, the CPUs of a local Ray instance")
     run.add_argument("--executor", choices=["local", "process", "ray"], default=None,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--only", action="append", metavar="EXPERIMENT", help="report only this experiment (repeatable)")
     sub.add_parser("configs", help="list the packaged configs")
     lopt_cli.add_subcommand(sub)
+    data_cli.add_subcommand(sub)
     advise.add_subcommand(sub)
     return parser
 
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if args.command == "lopt":
                 return lopt_cli.run(args)
+            if args.command == "data":
+                return data_cli.run(args)
             return _report(args) if args.command == "report" else _run(args)
     except (ConfigError, DataError, ReportError) as exc:
         print(f"antireg: error: {exc}", file=sys.stderr)

@@ -4,7 +4,7 @@
 >>> split = make_split(ds, seed=0, fraction=0.2)
 
 File-based data sets are read from a data directory (``data_dir`` argument,
-else ``$ANTIREG_DATA_DIR``, else ``data/raw``) laid out as::
+else ``$ANTIREG_DATA_DIR``, else the per-user data folder of platformdirs) laid out as::
 
     concrete/Concrete_Data.xls
     airfoil/airfoil_self_noise.dat
@@ -17,7 +17,8 @@ else ``$ANTIREG_DATA_DIR``, else ``data/raw``) laid out as::
     liver_toxicity/livertoxicity-{gene,clinic}.txt
 
 Files are verified by checksum; ``download=True`` fetches missing ones over
-HTTPS from the official sources. ``verify=False`` skips the checksums.
+HTTPS from the official sources (pooch; ``antireg data fetch NAME`` from the
+command line). ``verify=False`` skips the checksums.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ whose message names the file, the path that was tried, and the fix.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import sys
 import tarfile
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,8 +26,13 @@ class DataError(Exception):
 
 
 def default_data_dir() -> Path:
-    """``$ANTIREG_DATA_DIR`` if set, else ``data/raw`` (relative to the working directory)."""
-    return Path(os.environ.get(ENV_VAR) or "data/raw")
+    """``$ANTIREG_DATA_DIR`` if set, else the per-user data folder (platformdirs), e.g.
+    ``~/.local/share/antireg`` on Linux, so that data found once is found from any folder."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("antireg", appauthor=False))
 
 
 @dataclass(frozen=True)
@@ -85,13 +91,14 @@ def verify(path: Path, spec: FileSpec) -> None:
 
 
 def fetch(url: str, dest: Path) -> None:
-    """Copy the resource at an HTTPS ``url`` to ``dest`` (tests replace this function)."""
-    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (https checked by caller)
-        # A redirect could leave HTTPS; refuse rather than trust the checksum alone.
-        if not response.geturl().startswith("https://"):
-            raise DataError(f"refusing non-HTTPS redirect from {url} to {response.geturl()}")
-        with open(dest, "wb") as out:
-            shutil.copyfileobj(response, out)
+    """Copy the resource at ``url`` to ``dest`` with pooch (streamed; a progress bar
+    when stderr is a terminal). Integrity is :func:`download`'s checksum, not the
+    transport's: a redirect or a mirror cannot slip in other bytes."""
+    import pooch
+
+    pooch.get_logger().setLevel(logging.WARNING)  # no "Downloading data from ..." chatter
+    downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=60)
+    pooch.retrieve(url, known_hash=None, fname=dest.name, path=dest.parent, downloader=downloader)
 
 
 def download(spec: FileSpec, dest: Path) -> None:
@@ -107,8 +114,9 @@ def download(spec: FileSpec, dest: Path) -> None:
     try:
         try:
             fetch(spec.url, tmp)
-        except OSError as e:  # urllib's URLError/HTTPError are OSErrors
-            raise DataError(f"could not download {spec.label} from {spec.url}: {e}") from e
+        except OSError as e:  # requests' errors (HTTP status, connection, TLS) are OSErrors
+            raise DataError(f"could not download {spec.label} from {spec.url}: {e}. If this machine is "
+                            f"offline, copy the file there from one that is online: {dest}") from e
         problem = checksum_problem(tmp, spec)
         if problem:
             raise DataError(f"{spec.label} download from {spec.url} failed verification: {problem}. "

@@ -26,7 +26,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--config", required=True, help="YAML file or packaged config name (e.g. lopt_sam)")
         p.add_argument("--output-dir", type=Path, default=Path("."), help="where lopt/ and results/ go (default .)")
         p.add_argument("--data-dir", type=Path, default=None,
-                       help="data folder (default $ANTIREG_DATA_DIR, else data/raw)")  # fmt: skip
+                       help="data folder (default $ANTIREG_DATA_DIR, else the per-user data folder)")  # fmt: skip
         p.add_argument("--seed", type=int, default=None, help="train: the meta-training seed; eval: run only this seed")
 
 
