@@ -46,7 +46,10 @@ def _oracle_fit(X, y, alpha, sw=None, fit_intercept=True):
 
 
 @parametrize_with_checks(
-    [ARRidge(), ARRidgeCV(), ARRidgeCV(criterion="sure", noise_variance=1.0), ARRidgeCV(cv=3)],
+    [ARRidge(), ARRidgeCV(), ARRidgeCV(criterion="sure", noise_variance=1.0), ARRidgeCV(cv=3),
+     # not alpha_per_target=True: the sample-weight check sets cv=, which it (as RidgeCV's) refuses
+     ARRidge(alpha=-0.5, alpha_unit="bound"),
+     ARRidgeCV(alphas=[-0.8, 0.0, 1.0], alpha_unit="bound", baseline=1.0, cv=3)],
     expected_failed_checks=lambda est: {},
 )
 def test_sklearn_compatible(estimator, check):
@@ -440,3 +443,184 @@ def test_sure_and_kfold_bad_input():
         ARRidgeCV(cv=3, store_cv_results=True).fit(X, y)
     with pytest.raises(ValueError, match="cv"):
         ARRidgeCV(cv="five").fit(X, y)
+
+
+# --- alpha_per_target, alpha_unit="bound", baseline ---------------------------
+
+
+@pytest.mark.parametrize("y_shape", [(), (1,), (3,)])
+@pytest.mark.parametrize("scoring", [None, "r2", "neg_mean_absolute_error"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("per_target", [True, False])
+def test_alpha_per_target_matches_sklearn_ridgecv(y_shape, scoring, weighted, per_target):
+    # RidgeCV(alpha_per_target=True, scoring=...) fails on 1-D y (IndexError); ours
+    # then equals alpha_per_target=False
+    sklearn_fails = per_target and scoring and not y_shape
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 5))
+    # targets that want very different alphas: pure signal, pure noise, in between
+    Y = np.column_stack([X @ rng.normal(size=5), rng.normal(size=30), X[:, 0] + rng.normal(size=30)])
+    y = Y[:, 0] if not y_shape else Y[:, : y_shape[0]]
+    sw = rng.uniform(0.5, 2.0, 30) if weighted else None
+    alphas = np.geomspace(1e-3, 1e3, 13)
+    kw = dict(alphas=alphas, alpha_per_target=per_target, scoring=scoring, store_cv_results=True)
+    ours = ARRidgeCV(**kw).fit(X, y, sw)
+    if sklearn_fails:
+        kw["alpha_per_target"] = False
+    ref = RidgeCV(**kw).fit(X, y, sample_weight=sw)
+    for name in ["alpha_", "best_score_", "coef_", "intercept_", "cv_results_"]:
+        a, b = getattr(ours, name), getattr(ref, name)
+        assert np.ndim(a) == np.ndim(b) and np.shape(a) == np.shape(b), name
+        assert isinstance(a, np.ndarray) == isinstance(b, np.ndarray), name
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12, err_msg=name)
+    if y_shape == (3,) and per_target:
+        assert len(set(ours.alpha_)) > 1  # the targets really chose different alphas
+        np.testing.assert_allclose(ours.lambda_, ours.alpha_ / (30 if sw is None else sw.sum()))
+        assert ours.dof_.shape == ours.adjustment_.shape == (3,)
+
+
+def _spiked_wide(n=20, d=60, seed=0):
+    """Kobak et al.'s spiked design (p > n, signal along the spike): LOO prefers a
+    negative alpha for target 0; targets 1 (pure noise) and 2 (dense) do not."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) + np.sqrt(0.3) * rng.normal(size=(n, 1))
+    Y = np.column_stack([2 * X.sum(axis=1) / np.sqrt(d) + 0.3 * rng.normal(size=n),
+                         rng.normal(size=n), X @ rng.normal(size=d) + 0.5 * rng.normal(size=n)])
+    return X, Y
+
+
+def _explicit_scores(X, y, alphas, sw, criterion, sigma2):
+    """-GCV or -SURE by definition, with the explicit weighted smoother (n > d)."""
+    n, n_eff = len(X), sw.sum()
+    Xc, yc, _, _ = _centre(X, y, sw, True)
+    out = []
+    for alpha in alphas:
+        H = Xc @ np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T)
+        rss, trace = np.sum((yc - H @ yc) ** 2), np.trace(H) + 1
+        out.append(-n * rss / (n - trace) ** 2 if criterion == "gcv"
+                   else -(rss / n_eff + 2 * sigma2 * trace / n_eff - sigma2))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("criterion", ["loo", "gcv", "sure"])
+def test_alpha_per_target_negative_alphas_match_per_target_brute_force(criterion):
+    if criterion == "loo":
+        X, Y = _spiked_wide()
+        sw = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    else:
+        X, Y, sw = _problem(25, 4, n_targets=3)
+        Y[:, 1] = np.random.default_rng(5).normal(size=25)  # a noise target
+    bound = _alpha_min(_centre(X, Y, sw, True)[0])
+    alphas = np.concatenate([np.array([0.95, 0.6, 0.2]) * bound, [0.3, 3.0, 30.0, 300.0]])
+    kw = dict(alphas=alphas, criterion=criterion, noise_variance=0.25)
+    model = ARRidgeCV(alpha_per_target=True, **kw).fit(X, Y, sample_weight=sw)
+    for j in range(3):
+        if criterion == "loo":
+            expected = _brute_force_loo(X, Y[:, j], alphas, sw, True)
+        else:
+            expected = _explicit_scores(X, Y[:, j], alphas, sw, criterion, 0.25)
+        assert model.alpha_[j] == alphas[np.argmax(expected)]
+        assert model.best_score_[j] == pytest.approx(expected.max(), rel=1e-7)
+        w, b = _oracle_fit(X, Y[:, j], model.alpha_[j], sw)
+        np.testing.assert_allclose(model.coef_[j], w, rtol=1e-7, atol=1e-10)
+        assert model.intercept_[j] == pytest.approx(b, rel=1e-8)
+    assert len(set(model.alpha_)) > 1
+    if criterion == "loo":
+        assert model.alpha_.min() < 0 < model.alpha_.max()  # both signs are chosen
+    shared = ARRidgeCV(**kw).fit(X, Y, sample_weight=sw)
+    assert np.ndim(shared.alpha_) == 0 and np.ndim(shared.best_score_) == 0
+
+
+def test_alpha_per_target_with_cv_raises_like_ridgecv():
+    X, Y, _ = _problem(20, 3, n_targets=2)
+    for Est in (ARRidgeCV, RidgeCV):
+        with pytest.raises(ValueError, match="cv!=None and alpha_per_target=True are incompatible"):
+            Est(alphas=[0.1, 1.0], cv=3, alpha_per_target=True).fit(X, Y)
+
+
+@pytest.mark.parametrize("shape", [(40, 6), (8, 20)])
+def test_bound_units_scale_by_the_smallest_eigenvalue(shape):
+    X, y, _ = _problem(*shape)
+    s_min2 = -_alpha_min(X - X.mean(axis=0), eta=0.0)
+    for c in [-0.5, 0.0, 2.0]:
+        model = ARRidge(alpha=c, alpha_unit="bound").fit(X, y)
+        assert model.alpha_ == pytest.approx(c * s_min2, rel=1e-10, abs=1e-12)
+        np.testing.assert_allclose(model.coef_, _oracle_fit(X, y, c * s_min2)[0], rtol=1e-8)
+    with pytest.warns(UserWarning, match="spectral-safety bound"):
+        clamped = ARRidge(alpha=-0.95, alpha_unit="bound", eta=0.1).fit(X, y)
+    assert clamped.alpha_ == clamped.alpha_min_ == pytest.approx(-0.9 * s_min2, rel=1e-10)
+    for bad in [-1.0, -3.0]:
+        with pytest.raises(ValueError, match="> -1"):
+            ARRidge(alpha=bad, alpha_unit="bound").fit(X, y)
+        with pytest.raises(ValueError, match="> -1"):
+            ARRidgeCV(alphas=[bad, 1.0], alpha_unit="bound").fit(X, y)
+
+
+def test_bound_units_clamp_with_one_warning_per_fit():
+    X, y, _ = _problem(30, 5)
+    s_min2 = -_alpha_min(X - X.mean(axis=0), eta=0.0)
+    grid = [-0.99, -0.95, -0.5, 0.0, 1.0]
+    for cv in [None, 5]:
+        with pytest.warns(UserWarning, match="Clamped alphas") as record:
+            model = ARRidgeCV(alphas=grid, alpha_unit="bound", cv=cv).fit(X, y)
+        assert len([w for w in record if "lamped" in str(w.message)]) == 1
+        expected = np.maximum(np.array(grid) * s_min2, -0.9 * s_min2)
+        np.testing.assert_allclose(model.alphas_, expected, rtol=1e-10, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ARRidgeCV(alphas=[-0.8, 0.0, 1.0], alpha_unit="bound").fit(X, y)  # nothing clamped
+
+
+def test_bound_units_kfold_convert_on_each_fold():
+    X, y, _ = _problem(30, 5)
+    folds = list(KFold(3).split(X))
+    grid = np.array([-0.85, -0.5, 0.0, 0.5, 3.0])
+    model = ARRidgeCV(alphas=grid, alpha_unit="bound", cv=folds, baseline=0.0).fit(X, y)
+    per_fold = []
+    for train, test in folds:  # oracle: each fold's own s_min^2, plain refits, R^2
+        s_min2 = -_alpha_min(X[train] - X[train].mean(axis=0), eta=0.0)
+        scores = []
+        for c in grid:
+            w, b = _oracle_fit(X[train], y[train], c * s_min2)
+            resid = y[test] - X[test] @ w - b
+            scores.append(1 - np.sum(resid**2) / np.sum((y[test] - y[test].mean()) ** 2))
+        per_fold.append(scores)
+    mean = np.mean(per_fold, axis=0)
+    assert model.best_score_ == pytest.approx(mean.max(), rel=1e-9)
+    s_min2 = -_alpha_min(X - X.mean(axis=0), eta=0.0)
+    assert model.alpha_ == pytest.approx(grid[np.argmax(mean)] * s_min2, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(25, 4), (8, 20)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_baseline_adjustments_match_brute_force_loo(shape, weighted):
+    X, y, sw = _problem(*shape)
+    sw = sw if weighted else np.ones(len(X))
+    s_min2 = -_alpha_min(_centre(X, y, sw, True)[0], eta=0.0)
+    tau0 = 0.5 * s_min2
+    adjustments = np.array([-1.35 * s_min2, -1.0 * s_min2, -0.3 * s_min2, 0.0, 2.0, 30.0])
+    model = ARRidgeCV(alphas=adjustments, baseline=tau0, store_cv_results=True)
+    model.fit(X, y, sample_weight=sw)
+    totals = tau0 + adjustments
+    assert totals[0] < 0  # a truly negative total ridge
+    expected = _brute_force_loo(X, y, totals, sw, True)
+    np.testing.assert_allclose(model.alphas_, totals)
+    np.testing.assert_allclose(-model.cv_results_.mean(axis=0), expected, rtol=1e-7)
+    best = np.argmax(expected)
+    assert model.alpha_ == totals[best] and model.adjustment_ == pytest.approx(adjustments[best])
+    assert model.lambda_ == pytest.approx(model.alpha_ / sw.sum(), rel=1e-14)
+    # bound units relative to the baseline: c = 0 is tau0, c = -0.5 halfway to the pole
+    bound = ARRidgeCV(alphas=[-0.5, 0.0], alpha_unit="bound", baseline=tau0).fit(X, y, sw)
+    np.testing.assert_allclose(bound.alphas_, [tau0 - 0.5 * (tau0 + s_min2), tau0], rtol=1e-10)
+
+
+def test_new_parameters_validate():
+    X, y, _ = _problem(20, 3)
+    with pytest.raises(ValueError, match="baseline"):
+        ARRidgeCV(baseline=-1.0).fit(X, y)
+    with pytest.raises(ValueError, match="alpha_unit"):
+        ARRidgeCV(alpha_unit="lambda").fit(X, y)
+    with pytest.raises(ValueError, match="alpha_unit"):
+        ARRidge(alpha_unit="bounds").fit(X, y)
+    with pytest.raises(ValueError, match="alpha_per_target"):
+        ARRidgeCV(alpha_per_target="yes").fit(X, y)

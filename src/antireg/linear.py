@@ -10,6 +10,10 @@ of the centred, weighted design gives every solution in closed form,
     w(alpha) = V diag(s / (s^2 + alpha)) U^T y,
 
 the minimum-norm one in the row space, so ``n < d`` works too.
+
+Alphas may also be given in units of the spectral bound (``alpha_unit="bound"``)
+and, for :class:`ARRidgeCV`, as adjustments ``a`` of a baseline ridge ``tau0``
+(v4's baseline-adjusted family ``eta = tau0 + a``); see :func:`_from_bound_units`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from antireg.spectral import (
 )
 
 __all__ = ["ARRidge", "ARRidgeCV", "estimate_noise_variance", "sure_score"]
+
+_ALPHA_UNITS = {"absolute", "bound"}
 
 # |1 - h| at or below this counts as zero: the LOO/GCV error is then 0/0.
 _UNDEFINED_TOL = np.sqrt(np.finfo(float).eps)
@@ -94,9 +100,9 @@ class _Spectral:
         """Number of samples, or the sum of the sample weights."""
         return float((self.sqrt_sw**2).sum())
 
-    def coef(self, alpha: float) -> np.ndarray:
-        """Coefficients, shape (d, t), for one alpha."""
-        return self.Vt.T @ ((self.s / (self.eigs + alpha))[:, None] * self.UtY)
+    def coef(self, alpha: float | np.ndarray) -> np.ndarray:
+        """Coefficients, shape (d, t), for one alpha or one per target (shape (t,))."""
+        return self.Vt.T @ (self.s[:, None] / (self.eigs[:, None] + alpha) * self.UtY)
 
     def rss(self, alphas: np.ndarray) -> np.ndarray:
         """Weighted residual sums of squares, shape (m, t), for every alpha.
@@ -130,6 +136,25 @@ def _check_noise_variance(value, n_targets: int) -> np.ndarray:
             f"'auto', got {value!r}."
         )
     return np.broadcast_to(arr, (n_targets,)).astype(float)
+
+
+def _from_bound_units(c: np.ndarray, eigs: np.ndarray, baseline: float = 0.0) -> np.ndarray:
+    """Absolute alphas ``alpha(c) = tau0 + c * (tau0 + s_min^2)`` from bound units ``c > -1``.
+
+    ``c = 0`` is the baseline ``tau0`` (0 without one), ``c = -1`` the pole
+    ``-s_min^2`` where ``X^T X + alpha I`` turns singular, so ``c = -0.9`` is 90% of
+    the way from the baseline to the pole, on every data set and fold alike; with
+    ``tau0 = 0`` simply ``alpha = c * s_min^2`` (``lambda = c * mu_min`` per
+    sample).  The caller clamps to the safe bound ``-(1 - eta) s_min^2``, which
+    with ``tau0 = 0`` is ``c = -(1 - eta)``.  An empty spectrum has ``s_min^2 = 0``.
+    """
+    if not (c > -1.0).all():
+        raise ValueError(
+            f"alphas in units of the spectral bound (alpha_unit='bound') must be > -1 "
+            f"(-1 is the pole -s_min^2), got {c}."
+        )
+    pole = float(eigs.min()) if eigs.size else 0.0
+    return baseline + c * (baseline + pole)
 
 
 def estimate_noise_variance(
@@ -225,14 +250,19 @@ class _BaseARRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
             _require_float_range(UtY, eigs=s**2)
         return _Spectral(U, s, Vt, y, y_ndim, Y, UtY, sqrt_sw, X_offset, y_offset)
 
-    def _set_solution(self, spec: _Spectral, alpha: float) -> None:
+    def _set_solution(self, spec: _Spectral, alpha: float | np.ndarray) -> None:
+        """Coefficients for one alpha, or one alpha per target (shape (t,))."""
         with np.errstate(all="ignore"):
             coef = spec.coef(alpha)
             intercept = spec.y_offset - spec.X_offset @ coef
         _require_float_range(coef, intercept)
-        self.alpha_ = float(alpha)
-        self.lambda_ = float(alpha_to_lambda(alpha, spec.n_eff))
-        self.dof_ = float(dof(spec.eigs, alpha))
+        if np.ndim(alpha):
+            self.alpha_ = np.asarray(alpha, dtype=float)
+            self.dof_ = np.asarray(dof(spec.eigs, alpha), dtype=float)
+        else:
+            self.alpha_ = float(alpha)
+            self.dof_ = float(dof(spec.eigs, alpha))
+        self.lambda_ = alpha_to_lambda(self.alpha_, spec.n_eff)
         # exactly sklearn Ridge's shapes and types: a (n, 1) target gives coef_ of
         # shape (d,) but intercept_ of shape (1,); no intercept gives the float 0.0
         one_column = coef.shape[1] == 1
@@ -272,11 +302,16 @@ class ARRidge(_BaseARRidge):
     Parameters
     ----------
     alpha : float, default=1.0
-        Signed penalty, in scikit-learn units (``alpha = n * lambda``).
+        Signed penalty, in scikit-learn units (``alpha = n * lambda``), or in units
+        of the spectral bound with ``alpha_unit="bound"``.
     fit_intercept : bool, default=True
         Fit an unpenalised intercept (the design and targets are centred).
     eta : float, default=0.1
         Safety margin in (0, 1).
+    alpha_unit : {"absolute", "bound"}, default="absolute"
+        ``"bound"`` reads ``alpha`` as ``c > -1`` and uses ``alpha = c * s_min^2``
+        (``-0.9`` is 90% of the way to the pole ``-s_min^2``; with the default
+        ``eta=0.1`` exactly the safe bound); see :func:`_from_bound_units`.
 
     Attributes
     ----------
@@ -298,22 +333,35 @@ class ARRidge(_BaseARRidge):
         "alpha": [Real],
         "fit_intercept": ["boolean"],
         "eta": [Real],
+        "alpha_unit": [StrOptions(_ALPHA_UNITS)],
     }
 
-    def __init__(self, alpha: float = 1.0, *, fit_intercept: bool = True, eta: float = 0.1):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        fit_intercept: bool = True,
+        eta: float = 0.1,
+        alpha_unit: str = "absolute",
+    ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.eta = eta
+        self.alpha_unit = alpha_unit
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> ARRidge:
         """Fit on ``X`` (n_samples, n_features) and ``y`` (n_samples,) or (n_samples, n_targets)."""
         spec = self._decompose(X, y, sample_weight)
         self.alpha_min_ = safe_alpha_min(spec.eigs, self.eta)
-        alpha, clamped = clamp_alpha(self.alpha, spec.eigs, self.eta)
+        alpha = self.alpha
+        if self.alpha_unit == "bound":
+            alpha = float(_from_bound_units(np.array([float(alpha)]), spec.eigs)[0])
+        alpha, clamped = clamp_alpha(alpha, spec.eigs, self.eta)
         if clamped:
+            unit = " (in bound units)" if self.alpha_unit == "bound" else ""
             warnings.warn(
-                f"alpha={self.alpha!r} is below the spectral-safety bound "
+                f"alpha={self.alpha!r}{unit} is below the spectral-safety bound "
                 f"alpha_min={self.alpha_min_!r} (eta={self.eta}); using alpha_min.",
                 UserWarning,
                 stacklevel=2,
@@ -347,12 +395,21 @@ class ARRidgeCV(_BaseARRidge):
     has ``tr H >= n`` is skipped: its score is ``-inf`` and its ``cv_results_``
     entries are NaN.  If every alpha is skipped, ``fit`` raises ``ValueError``.
 
+    The candidates are totals ``alpha = baseline + a`` of v4's baseline-adjusted
+    family ``eta = tau0 + a`` (arXiv:2508.17412 v4), ``a`` the given ``alphas``:
+    in scikit-learn units (``alpha_unit="absolute"``) or in units of the spectral
+    bound (``alpha_unit="bound"``), ``alpha = tau0 + c * (tau0 + s_min^2)`` for
+    ``c > -1``, computed on each k-fold training design with its own ``s_min``.
+
     Parameters
     ----------
     alphas : array-like of float, default=None
-        Candidate alphas.  Those below the safe bound are dropped with a
-        :class:`UserWarning` (``ValueError`` if none remain).  ``None`` builds
-        ``n_alphas`` increasing values: ``k = n_alphas // 4`` negative ones
+        Candidate adjustments ``a`` (the alphas themselves when ``baseline=0``).
+        With ``alpha_unit="absolute"`` totals below the safe bound are dropped
+        with a :class:`UserWarning` (``ValueError`` if none remain); with
+        ``"bound"`` they are clamped to it, with one :class:`UserWarning` per fit.
+        ``None`` builds ``n_alphas`` increasing absolute totals (``baseline`` and
+        ``alpha_unit`` do not apply): ``k = n_alphas // 4`` negative ones
         ``alpha_min * (1, (k-1)/k, ..., 1/k)`` starting at the bound, ``0``, and
         the rest log-spaced over ``[1e-3 * s_min^2, 1e3 * s_max^2]``.
     fit_intercept : bool, default=True
@@ -363,18 +420,35 @@ class ARRidgeCV(_BaseARRidge):
         like :class:`sklearn.linear_model.RidgeCV`; otherwise a scorer (name or
         callable) applied to the LOO/GCV predictions and ``y``; zero sample
         weights are then not supported.
-    criterion : {"loo", "gcv"}, default="loo"
+    criterion : {"loo", "gcv", "sure"}, default="loo"
+    noise_variance : float or "auto", default="auto"
+        sigma^2 of ``criterion="sure"``.
+    cv : int, cross-validation generator or iterable, default=None
+        k-fold selection instead of LOO/GCV/SURE.
     store_cv_results : bool, default=False
         Store squared errors (``scoring=None``) or predictions in ``cv_results_``.
     n_alphas : int, default=100
         Size of the default grid (at least 3).
+    alpha_per_target : bool, default=False
+        Choose one alpha per target of a 2-D ``y`` (as RidgeCV: ``cv=None`` only).
+    alpha_unit : {"absolute", "bound"}, default="absolute"
+        Units of ``alphas``; see above and :func:`_from_bound_units`.
+    baseline : float, default=0.0
+        The baseline ridge ``tau0 >= 0`` in scikit-learn units (``alpha = n *
+        lambda``; v4's ``tau0 = 0.75 median(mu)`` per sample is
+        ``0.75 * np.median(antireg.spectral.gram_spectrum(X))`` here).
 
     Attributes
     ----------
     alpha_, best_score_, alphas_, alpha_min_, dof_, coef_, intercept_,
     n_features_in_, feature_names_in_ :
         As in :class:`ARRidge` and :class:`~sklearn.linear_model.RidgeCV`;
-        ``alphas_`` is the grid used and ``dof_`` excludes the intercept.
+        ``alpha_`` is the total ``baseline + adjustment_``, ``alphas_`` the grid
+        of totals used and ``dof_`` excludes the intercept.  With
+        ``alpha_per_target`` and ``n_targets > 1``, ``alpha_``, ``lambda_``,
+        ``adjustment_``, ``dof_`` and ``best_score_`` have shape (n_targets,).
+    adjustment_ : float or ndarray
+        ``alpha_ - baseline``, in scikit-learn units.
     cv_results_ : ndarray of shape (n_samples, n_alphas) or (n_samples, n_targets, n_alphas)
     """
 
@@ -388,6 +462,9 @@ class ARRidgeCV(_BaseARRidge):
         "cv": ["cv_object"],
         "store_cv_results": ["boolean"],
         "n_alphas": [Interval(Integral, 3, None, closed="left")],
+        "alpha_per_target": ["boolean"],
+        "alpha_unit": [StrOptions(_ALPHA_UNITS)],
+        "baseline": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -402,6 +479,9 @@ class ARRidgeCV(_BaseARRidge):
         cv=None,
         store_cv_results: bool = False,
         n_alphas: int = 100,
+        alpha_per_target: bool = False,
+        alpha_unit: str = "absolute",
+        baseline: float = 0.0,
     ):
         self.alphas = alphas
         self.fit_intercept = fit_intercept
@@ -412,6 +492,9 @@ class ARRidgeCV(_BaseARRidge):
         self.cv = cv
         self.store_cv_results = store_cv_results
         self.n_alphas = n_alphas
+        self.alpha_per_target = alpha_per_target
+        self.alpha_unit = alpha_unit
+        self.baseline = baseline
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> ARRidgeCV:
@@ -422,13 +505,26 @@ class ARRidgeCV(_BaseARRidge):
             raise ValueError(f"ARRidgeCV needs n_samples >= 2, got n_samples = {n_samples}.")
         y_peak = np.abs(spec.Y).max()
         _require_float_range(ok=not 0 < y_peak < _SMALLEST_SQUARABLE)
+        if self.cv is not None and self.alpha_per_target:
+            raise ValueError("cv!=None and alpha_per_target=True are incompatible (as in RidgeCV).")
         self.alpha_min_ = safe_alpha_min(spec.eigs, self.eta)
-        self.alphas_ = self._alpha_grid(spec.eigs)
+        self.alphas_, clamped = self._alpha_grid(spec.eigs)
         if self.cv is not None:
-            return self._fit_kfold(X, y, sample_weight, spec)
-        if self.criterion == "sure":
-            return self._fit_sure(spec)
+            clamped |= self._fit_kfold(X, y, sample_weight, spec)
+        elif self.criterion == "sure":
+            self._fit_sure(spec)
+        else:
+            self._fit_closed_form(spec, sample_weight is not None)
+        if clamped:
+            warnings.warn(
+                f"Clamped alphas (alpha_unit='bound') below the spectral-safety bound "
+                f"-(1 - eta) s_min^2 (eta={self.eta}) to it, on the data or a fold.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self
 
+    def _fit_closed_form(self, spec: _Spectral, weighted: bool) -> None:
         with np.errstate(all="ignore"):  # overflow is reported by _require_float_range
             errors = self._cv_errors(spec, self.alphas_)  # (n, m, t), NaN where undefined
             defined = ~np.isnan(errors).any(axis=(0, 2))
@@ -437,18 +533,15 @@ class ARRidgeCV(_BaseARRidge):
                     f"The {self.criterion.upper()} criterion is undefined for every alpha "
                     f"in {self.alphas_}; see the ARRidgeCV docstring."
                 )
-            results, scores = self._score(spec, errors, defined)
+            results, scores = self._score(spec, errors, defined, weighted)
         _require_float_range(scores[defined])
-        best = int(np.argmax(scores))
-        self.best_score_ = float(scores[best])
-        self._set_solution(spec, self.alphas_[best])
+        self._select(spec, scores)
         if self.store_cv_results:
             self.cv_results_ = np.moveaxis(results, 1, -1)  # (n, t, m)
             if spec.y_ndim == 1:
                 self.cv_results_ = self.cv_results_[:, 0]
-        return self
 
-    def _fit_sure(self, spec: _Spectral) -> ARRidgeCV:
+    def _fit_sure(self, spec: _Spectral) -> None:
         if self.store_cv_results or self.scoring is not None:
             raise ValueError(
                 "criterion='sure' scores by SURE itself: use scoring=None and "
@@ -459,20 +552,35 @@ class ARRidgeCV(_BaseARRidge):
         else:
             sigma2 = _check_noise_variance(self.noise_variance, spec.Y.shape[1])
         self.noise_variance_ = float(sigma2[0]) if spec.y_ndim == 1 else sigma2
-        scores = -_sure(spec, self.alphas_, sigma2, self.fit_intercept).mean(axis=1)
+        scores = -_sure(spec, self.alphas_, sigma2, self.fit_intercept)  # (m, t)
         _require_float_range(scores)
-        best = int(np.argmax(scores))
-        self.best_score_ = float(scores[best])
-        self._set_solution(spec, self.alphas_[best])
-        return self
+        self._select(spec, scores if self.alpha_per_target else scores.mean(axis=1))
 
-    def _fit_kfold(self, X, y, sample_weight, spec: _Spectral) -> ARRidgeCV:
+    def _select(self, spec: _Spectral, scores: np.ndarray) -> None:
+        """Best alpha for scores of shape (m,), or per target for shape (m, t).
+
+        Shapes as RidgeCV(alpha_per_target=True): ``alpha_`` has shape (t,) only
+        when ``t > 1``; ``best_score_`` has shape (t,) for any 2-D ``y``.
+        """
+        best = np.argmax(scores, axis=0)  # the first best on ties, as RidgeCV
+        if scores.ndim == 1:
+            alpha, self.best_score_ = self.alphas_[best], float(scores[best])
+        else:
+            alpha, best_score = self.alphas_[best], scores[best, np.arange(scores.shape[1])]
+            alpha = alpha if alpha.size > 1 else alpha[0]
+            self.best_score_ = best_score if spec.y_ndim == 2 else float(best_score[0])
+        self._set_solution(spec, alpha)
+        self.adjustment_ = self.alpha_ - self.baseline
+
+    def _fit_kfold(self, X, y, sample_weight, spec: _Spectral) -> bool:
         """k-fold selection: one SVD per training fold, every alpha in closed form.
 
-        An alpha below a fold's own bound ``-(1 - eta) s_min^2`` (of that fold's
-        training design) is infeasible there: its fold score is ``-inf``, so it is
-        never chosen.  Scores are ``scoring`` (default R^2, as RidgeCV's
-        GridSearchCV) on each test fold, averaged over folds.
+        An absolute alpha below a fold's own bound ``-(1 - eta) s_min^2`` (of that
+        fold's training design) is infeasible there: its fold score is ``-inf``, so
+        it is never chosen; with ``alpha_unit="bound"`` each fold converts (and
+        clamps) with its own ``s_min``.  Scores are ``scoring`` (default R^2, as
+        RidgeCV's GridSearchCV) on each test fold, averaged over folds.  Returns
+        whether a fold clamped.
         """
         if self.store_cv_results:
             raise ValueError("cv!=None and store_cv_results=True are incompatible (as in RidgeCV).")
@@ -480,12 +588,17 @@ class ARRidgeCV(_BaseARRidge):
         y = np.asarray(y, dtype=float)
         scorer = check_scoring(self, scoring=self.scoring or "r2")
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
-        alphas = self.alphas_
-        fold_scores = []
+        fold_scores, clamped = [], False
         for train, test in check_cv(self.cv).split(X, y):
             fold = ARRidge(fit_intercept=self.fit_intercept)
             fs = fold._decompose(X[train], y[train], None if sw is None else sw[train])
-            ok = alphas >= safe_alpha_min(fs.eigs, self.eta)
+            fold_min = safe_alpha_min(fs.eigs, self.eta)
+            if self.alphas is not None and self.alpha_unit == "bound":
+                alphas, fold_clamped = self._from_bound(fs.eigs, fold_min)
+                clamped |= fold_clamped
+            else:
+                alphas = self.alphas_
+            ok = alphas >= fold_min
             scale = fs.s[:, None] / (fs.eigs[:, None] + alphas[ok])  # (r, m)
             coefs = fs.Vt.T @ (scale[:, :, None] * fs.UtY[:, None, :]).reshape(fs.s.size, -1)
             d, t = X.shape[1], fs.Y.shape[1]
@@ -502,21 +615,15 @@ class ARRidgeCV(_BaseARRidge):
         mean = np.mean(fold_scores, axis=0)
         if not np.isfinite(mean).any():
             raise ValueError("every alpha is below the spectral bound on some fold.")
-        best = int(np.argmax(mean))
-        self.best_score_ = float(mean[best])
-        alpha, _ = clamp_alpha(alphas[best], spec.eigs, self.eta)
-        self._set_solution(spec, alpha)
-        return self
+        self._select(spec, mean)
+        return clamped
 
-    def _alpha_grid(self, eigs: np.ndarray) -> np.ndarray:
-        if self.alphas is None:
-            n = self.n_alphas
-            if eigs.size == 0:
-                return np.zeros(1)
-            n_neg = n // 4
-            negative = self.alpha_min_ * np.linspace(1.0, 0.0, n_neg, endpoint=False)
-            positive = np.geomspace(1e-3 * eigs.min(), 1e3 * eigs.max(), n - n_neg - 1)
-            return np.concatenate([negative, [0.0], positive])
+    def _from_bound(self, eigs: np.ndarray, alpha_min: float) -> tuple[np.ndarray, bool]:
+        """Totals from ``alphas`` in bound units, clamped to ``alpha_min``; and whether any was."""
+        totals = _from_bound_units(self._given_alphas(), eigs, self.baseline)
+        return np.maximum(totals, alpha_min), bool((totals < alpha_min).any())
+
+    def _given_alphas(self) -> np.ndarray:
         try:
             alphas = np.atleast_1d(np.asarray(self.alphas, dtype=float))
         except (TypeError, ValueError):
@@ -525,6 +632,21 @@ class ARRidgeCV(_BaseARRidge):
             raise ValueError(
                 f"alphas must be a nonempty 1-D array of finite floats, got {self.alphas!r}."
             )
+        return alphas
+
+    def _alpha_grid(self, eigs: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The grid of total alphas on the full data, and whether any was clamped."""
+        if self.alphas is None:
+            n = self.n_alphas
+            if eigs.size == 0:
+                return np.zeros(1), False
+            n_neg = n // 4
+            negative = self.alpha_min_ * np.linspace(1.0, 0.0, n_neg, endpoint=False)
+            positive = np.geomspace(1e-3 * eigs.min(), 1e3 * eigs.max(), n - n_neg - 1)
+            return np.concatenate([negative, [0.0], positive]), False
+        if self.alpha_unit == "bound":
+            return self._from_bound(eigs, self.alpha_min_)
+        alphas = self.baseline + self._given_alphas()
         unsafe = alphas < self.alpha_min_
         if unsafe.all():
             raise ValueError(
@@ -537,15 +659,19 @@ class ARRidgeCV(_BaseARRidge):
                 UserWarning,
                 stacklevel=3,
             )
-        return alphas[~unsafe]
+        return alphas[~unsafe], False
 
     def _score(
-        self, spec: _Spectral, errors: np.ndarray, defined: np.ndarray
+        self, spec: _Spectral, errors: np.ndarray, defined: np.ndarray, weighted: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample results (squared errors or predictions) and per-alpha scores."""
+        """Per-sample results (squared errors or predictions) and scores per alpha,
+        shape (m,), or per alpha and target, shape (m, t), with ``alpha_per_target``.
+        A scorer gets the sample weights when there are any, as in RidgeCV."""
         if self.scoring is None:
             squared = np.square(errors, out=errors)  # errors are not needed afterwards
-            scores = -squared.mean(axis=(0, 2))
+            scores = -squared.mean(axis=0)  # (m, t)
+            if not self.alpha_per_target:
+                scores = scores.mean(axis=1)
             scores[~defined] = -np.inf
             return squared, scores
         if not spec.sqrt_sw.all():
@@ -554,13 +680,18 @@ class ARRidgeCV(_BaseARRidge):
         # The scorer sees predictions on the original scale of y, as in RidgeCV.
         predictions = spec.y[:, None, :] - errors / spec.sqrt_sw[:, None, None]
         scorer = check_scoring(self, scoring=self.scoring)
-        one_target = spec.y_ndim == 1
-        y = spec.y[:, 0] if one_target else spec.y
-        scores = np.full(len(defined), -np.inf)
+        if self.alpha_per_target:  # each column alone, as RidgeCV
+            targets = [(predictions[:, :, k], spec.y[:, k]) for k in range(spec.y.shape[1])]
+        elif spec.y_ndim == 1:
+            targets = [(predictions[:, :, 0], spec.y[:, 0])]
+        else:
+            targets = [(predictions, spec.y)]
+        score_kw = {"sample_weight": spec.sqrt_sw**2} if weighted else {}
+        scores = np.full((len(defined), len(targets)), -np.inf)
         for j in np.flatnonzero(defined):
-            prediction = predictions[:, j, 0] if one_target else predictions[:, j]
-            scores[j] = scorer(_Precomputed(), prediction, y)
-        return predictions, scores
+            for k, (prediction, y) in enumerate(targets):
+                scores[j, k] = scorer(_Precomputed(), prediction[:, j], y, **score_kw)
+        return predictions, scores if self.alpha_per_target else scores[:, 0]
 
     def _cv_errors(self, spec: _Spectral, alphas: np.ndarray) -> np.ndarray:
         """LOO or GCV errors (sqrt(sw)-scaled), shape (n, m, t); NaN where undefined.
