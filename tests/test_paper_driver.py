@@ -66,8 +66,29 @@ def test_cli_run_writes_tables_and_report(tmp_path):
 
     from antireg.paper.cli import run
 
-    ns = argparse.Namespace(config="v4_exp3", output_dir=str(tmp_path), data_dir=None, jobs=1, report=True, quiet=True)
+    ns = argparse.Namespace(config="v4_exp3", output_dir=str(tmp_path), data_dir=None, jobs=1, report=True, quiet=True,
+                            set=None, dry_run=False)
     assert run(ns) == 0
     assert len(pd.read_csv(tmp_path / "results" / "v4_exp3.csv")) == 6
     html = (tmp_path / "report" / "v4_exp3.html").read_text()
     assert "data:image/png;base64" in html and "dR_da_at_0" in html
+    assert (tmp_path / "report" / "figures" / "v4_exp3_risk.png").stat().st_size > 10_000
+
+
+def test_report_renders_each_v4_figure_and_results_without_the_new_tables(tmp_path):
+    from matplotlib.image import imread
+
+    from antireg.paper.report import sections
+    from antireg.report.render import FigureRef
+
+    run_paper(validate(PaperCfg(paper="v4_exp1", options={"curve_points": 10})), tmp_path, progress=False)
+    run_paper(validate(PaperCfg(paper="v4_exp2")), tmp_path, progress=False)
+    figs = [b for b in sections(tmp_path / "results", tmp_path / "figs") if isinstance(b, FigureRef)]
+    assert [f.png.name for f in figs] == ["v4_exp1_curve.png", "v4_exp2_weak.png"]
+    for f in figs:
+        assert imread(f.png).shape[0] > 300 and f.svg.is_file() and "per-sample" in f.caption
+    # results of older versions (no curve / per-direction table): exp1 plots the table's λ, exp2 has no figure
+    (tmp_path / "results" / "v4_exp1_curve.csv").unlink()
+    (tmp_path / "results" / "v4_exp2_directions.csv").unlink()
+    figs = [b for b in sections(tmp_path / "results", tmp_path / "old") if isinstance(b, FigureRef)]
+    assert [f.png.name for f in figs] == ["v4_exp1_curve.png"]

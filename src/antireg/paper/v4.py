@@ -265,6 +265,7 @@ class Exp3:
     """Sign switch (population): dR/da at a = 0 against the oracle adjustment on a grid."""
 
     Options = Exp3Options
+    figure = staticmethod(exp3_figure)
     figures = staticmethod(_risk_figure)
 
     def cells(self, cfg: PaperCfg, data_dir: Any) -> list[dict]:
