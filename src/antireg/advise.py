@@ -1,42 +1,40 @@
 """``antireg advise``: is negative ridge regularization supported by *these* data?
 
-Fits positive-only ridge (``sklearn.linear_model.RidgeCV``, LOO over positive
-alphas) and the negative-capable :class:`antireg.linear.ARRidgeCV` (LOO down to
-the spectral bound), reports both selections, SURE with an estimated noise
-variance, the plug-in sign-switch statistic and weak-spectrum share
-(arXiv:2508.17412 v4), and an honest out-of-sample estimate of the gain.
+Fits positive-only ridge (``sklearn.linear_model.RidgeCV``, LOO over the positive part of
+:class:`antireg.linear.ARRidgeCV`'s default grid) and the negative-capable ``ARRidgeCV`` on the same
+grid plus negative alphas down to the spectral-safety bound, selected three ways: LOO, SURE with an
+estimated noise variance, and k-fold CV.  It prints the chosen alphas, the plug-in sign-switch
+statistic and weak-spectrum share (``antireg.diagnostics``, arXiv:2508.17412 v4), and an honest
+out-of-sample estimate of the gain with a 95% interval.
 
 Scales: sklearn ``alpha`` (``||y - Xw||^2 + alpha ||w||^2``) and v4's per-sample
-``lambda = alpha / n`` (``Sigma_hat + lambda I``, ``Sigma_hat = X^T X / n``).
+``lambda = alpha / n`` (``Sigma_hat + lambda I``, ``Sigma_hat = X^T X / n``), converted only by
+:func:`antireg.spectral.alpha_to_lambda`.
 
-Verdict rule: *supported* iff the lower end of the 95% interval of the gain of
-negative-capable over positive-only ridge is > 0 **and** the negative-capable
-fit on all data chooses ``alpha < 0``.  Both are needed: a positive gain with
-``alpha >= 0`` would credit something other than the negative penalty, and a
-negative ``alpha`` without a gain that survives resampling is noise.
+Verdict rule: *supported* iff the lower end of the 95% interval of the gain of negative-capable
+(LOO) over positive-only ridge is > 0 **and** the negative-capable LOO fit on all data chooses
+``alpha < 0``.  Both are needed: a positive gain with ``alpha >= 0`` would credit something other
+than the negative penalty, and a negative ``alpha`` without a gain that survives resampling is noise.
 
-The gain is measured by repeated K-fold CV with selection *inside* each
-training fold (nested), so no test point influences its own alpha.  Per point
-the squared-error difference ``e_pos^2 - e_neg^2`` is averaged over repeats; the
-interval is a t-interval over the n points (the points are the independent
-units; repeats only reduce split noise).  Gain % = mean difference / mean
-positive-only squared error.
-
-Minimal pieces implemented here because the library APIs had not landed by the
-deadline (see docs/advise.md): SURE with sigma^2 from the positive-optimum
-residuals, the sign-switch plug-in and the weak-spectrum share.
+The gain is measured by repeated K-fold CV with selection *inside* each training fold (nested), so
+no test point influences its own alpha.  Per point the squared-error difference
+``e_pos^2 - e_neg^2`` is averaged over repeats; the interval is a t-interval over the n points (the
+points are the independent units; repeats only reduce split noise).  Gain % = mean difference /
+mean positive-only squared error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-WEAK_KAPPA = 0.20  # weak directions: per-sample eigenvalue <= 0.2 (features standardised; mean eigenvalue 1)
+WEAK_KAPPA = 0.20  # weak directions: per-sample eigenvalue <= 0.2 (v4's kappa; standardised features: mean 1)
+FOLDS = 5  # k of the k-fold selector and of the nested gain
 
 
 class AdviseError(ValueError):
@@ -44,43 +42,81 @@ class AdviseError(ValueError):
 
 
 @dataclass
+class Selection:
+    """One selector's choice on all data: alpha (sklearn scale) and df (penalised part)."""
+
+    name: str
+    alpha: float | None  # None: the selector is not available on these data (see note)
+    df: float = float("nan")
+    note: str = ""
+
+
+@dataclass
 class Advice:
     n: int
     p: int
-    alpha_pos: float
-    alpha_neg: float
-    alpha_sure: float
+    standardized: bool
+    positive: Selection
+    loo: Selection
+    sure: Selection
+    kfold: Selection
     alpha_bound: float  # -s_min^2 (infeasible at or below), sklearn scale
-    df_pos: float
-    df_neg: float
-    sigma2: float
-    dR_da: float
-    weak_share: float
+    alpha_safe: float  # -(1 - eta) s_min^2, the lowest alpha on the grid
+    sigma2: float | None
+    sigma2_source: str
+    sign_switch: float | None
+    weak_share: float | None
     gain_pct: float
     gain_ci: tuple[float, float]
     supported: bool
     reason: str
     curve: dict = field(default_factory=dict)
 
+    @property
+    def alpha_pos(self) -> float:
+        return self.positive.alpha
+
+    @property
+    def alpha_neg(self) -> float:
+        return self.loo.alpha
+
+    def _selection(self, s: Selection) -> str:
+        from antireg.spectral import alpha_to_lambda
+
+        if s.alpha is None:
+            return f"{s.name}: not available ({s.note})"
+        note = f" ({s.note})" if s.note else ""
+        return (f"{s.name}: alpha = {s.alpha:.4g}, lambda = {alpha_to_lambda(s.alpha, self.n):.4g}, "
+                f"df/n = {s.df / self.n:.3f}{note}")
+
     def lines(self) -> list[str]:
-        n = self.n
+        from antireg.spectral import alpha_to_lambda
+
         lo, hi = self.gain_ci
-        edge = " (edge of grid)" if self.curve.get("neg_at_edge") else ""
+        scaled = "standardised" if self.standardized else "kept on their own scales (--no-standardize)"
+        if self.sign_switch is None:
+            switch = "sign-switch plug-in dR/da at the positive optimum: not available (no noise variance estimate)"
+        else:
+            verdict = ("> 0: a negative adjustment is locally predicted to help" if self.sign_switch > 0
+                       else "<= 0: no")
+            switch = f"sign-switch plug-in dR/da at the positive optimum: {self.sign_switch:.4g} ({verdict})"
+        weak = ("not available" if self.weak_share is None else f"{self.weak_share:.3f}")
+        sigma = ("not available" if self.sigma2 is None else f"{self.sigma2:.4g}")
         return [
-            f"data: n = {n}, p = {self.p} (after one-hot), features standardised",
-            "scales: sklearn alpha; v4 per-sample lambda = alpha / n",
-            f"positive-only RidgeCV (LOO): alpha = {self.alpha_pos:.4g}, lambda = {self.alpha_pos / n:.4g}, "
-            f"df/n = {self.df_pos / n:.3f}",
-            f"negative-capable ARRidgeCV (LOO): alpha = {self.alpha_neg:.4g}, lambda = {self.alpha_neg / n:.4g}, "
-            f"df/n = {self.df_neg / n:.3f}{edge}",
-            f"negative-capable SURE (sigma^2 estimated = {self.sigma2:.4g}): alpha = {self.alpha_sure:.4g}, "
-            f"lambda = {self.alpha_sure / n:.4g}",
-            f"spectral bound: alpha > {self.alpha_bound:.4g} (lambda > {self.alpha_bound / n:.4g})",
-            f"sign-switch plug-in dR/da at the positive optimum: {self.dR_da:.4g} "
-            f"({'> 0: a negative adjustment is locally predicted to help' if self.dR_da > 0 else '<= 0: no'})",
-            f"weak-spectrum share rho_W (lambda_j <= {WEAK_KAPPA}): {self.weak_share:.3f}",
-            f"gain of negative-capable over positive-only (nested repeated CV): {self.gain_pct:.2f}% "
-            f"[95% CI {lo:.2f}%, {hi:.2f}%]",
+            f"data: n = {self.n}, p = {self.p} (after one-hot), features {scaled}",
+            "scales: alpha is sklearn's (||y - Xw||^2 + alpha ||w||^2); lambda = alpha / n is v4's per-sample "
+            "scale (Sigma_hat + lambda I); df/n excludes the intercept",
+            self._selection(self.positive),
+            self._selection(self.loo),
+            f"noise variance sigma^2 = {sigma} ({self.sigma2_source})",
+            self._selection(self.sure),
+            self._selection(self.kfold),
+            f"spectral bound: alpha > {self.alpha_bound:.4g} (lambda > {alpha_to_lambda(self.alpha_bound, self.n):.4g}); "
+            f"grid down to the safe alpha = {self.alpha_safe:.4g}",
+            switch,
+            f"weak-spectrum share rho_W (per-sample eigenvalue <= {WEAK_KAPPA}): {weak}",
+            f"gain of negative-capable (LOO) over positive-only (nested repeated {FOLDS}-fold CV): "
+            f"{self.gain_pct:.2f}% [95% CI {lo:.2f}%, {hi:.2f}%]",
             f"verdict: negative regularization {'is' if self.supported else 'is not'} supported by these data "
             f"({self.reason})",
         ]
@@ -155,31 +191,30 @@ def _read(path: Path):
 
 # ---------------------------------------------------------------- fitting
 
-def _standardise(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+def _standardise(X_train: np.ndarray, *others: np.ndarray, standardize: bool = True) -> list[np.ndarray]:
+    if not standardize:
+        return [X_train, *others]
     mean, std = X_train.mean(axis=0), X_train.std(axis=0)
     std[std == 0] = 1.0  # constant columns stay constant (zero after centring)
     return [(A - mean) / std for A in (X_train, *others)]
 
 
-def _positive_grid(X: np.ndarray) -> np.ndarray:
-    s2 = np.linalg.svd(X - X.mean(axis=0), compute_uv=False) ** 2
-    s2 = s2[s2 > s2.max() * 1e-12]
-    return np.geomspace(1e-3 * s2.min(), 1e3 * s2.max(), 60)
-
-
-def fit_pair(X: np.ndarray, y: np.ndarray):
-    """Positive-only RidgeCV and negative-capable ARRidgeCV (both LOO), fitted on standardised X."""
+def fit_pair(X: np.ndarray, y: np.ndarray, *, store_cv_results: bool = False):
+    """Negative-capable ARRidgeCV (LOO, default grid) and positive-only RidgeCV (LOO) on that grid's
+    positive alphas, so the only difference between the two is the negative part of the grid."""
     from sklearn.linear_model import RidgeCV
 
     from antireg.linear import ARRidgeCV
 
-    pos = RidgeCV(alphas=_positive_grid(X)).fit(X, y)
-    neg = ARRidgeCV(store_cv_results=True).fit(X, y)
+    with warnings.catch_warnings():  # LOO is undefined at alpha = 0 when p >= n; ARRidgeCV skips it by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        neg = ARRidgeCV(store_cv_results=store_cv_results).fit(X, y)
+    pos = RidgeCV(alphas=neg.alphas_[neg.alphas_ > 0]).fit(X, y)
     return pos, neg
 
 
-def gain_interval(X: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int = 3,
-                  seed: int = 0) -> tuple[float, tuple[float, float], np.ndarray]:
+def gain_interval(X: np.ndarray, y: np.ndarray, *, folds: int = FOLDS, repeats: int = 3, seed: int = 0,
+                  standardize: bool = True) -> tuple[float, tuple[float, float], np.ndarray]:
     """Nested repeated K-fold gain (%) of ARRidgeCV over RidgeCV, with a 95% t-interval over points.
 
     Returns (gain %, (low %, high %), per-point differences e_pos^2 - e_neg^2 averaged over repeats).
@@ -191,7 +226,7 @@ def gain_interval(X: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int 
     folds = max(2, min(folds, n))
     diff, base = np.zeros(n), np.zeros(n)
     for train, test in RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(X):
-        Xtr, Xte = _standardise(X[train], X[test])
+        Xtr, Xte = _standardise(X[train], X[test], standardize=standardize)
         pos, neg = fit_pair(Xtr, y[train])
         e_pos = (y[test] - pos.predict(Xte)) ** 2
         e_neg = (y[test] - neg.predict(Xte)) ** 2
@@ -203,60 +238,88 @@ def gain_interval(X: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int 
     return m * scale, ((m - half) * scale, (m + half) * scale), diff
 
 
-def _spectrum(X: np.ndarray, y: np.ndarray):
-    from antireg.spectral import thin_svd
+def noise_variance(X: np.ndarray, y: np.ndarray, positive) -> tuple[float | None, str]:
+    """sigma^2 for SURE and the plug-in: the OLS residual variance
+    (:func:`antireg.linear.estimate_noise_variance`, v4) when n > rank + 1; else (OLS interpolates)
+    the residual variance of the positive LOO optimum, RSS / (n - 1 - df), or None if that
+    interpolates too."""
+    from antireg.linear import estimate_noise_variance
 
-    A = X - X.mean(axis=0)
-    U, s, Vt = thin_svd(A)
-    keep = s**2 > (s**2).max() * 1e-12
-    return U[:, keep], s[keep], U[:, keep].T @ (y - y.mean())
+    try:
+        return float(estimate_noise_variance(X, y)), "OLS residuals, antireg.linear.estimate_noise_variance"
+    except ValueError:
+        pass
+    from antireg.spectral import dof, gram_spectrum
+
+    df = float(dof(gram_spectrum(X, True), positive.alpha_))
+    resid = y - positive.predict(X)
+    left = len(y) - 1 - df
+    if left < 0.5:
+        return None, "n <= rank + 1 and the positive optimum interpolates: no residual degrees of freedom"
+    return (float(resid @ resid / left),
+            f"n <= rank + 1, so OLS interpolates: residuals of the positive optimum, RSS/(n - 1 - df) with "
+            f"{left:.1f} degrees of freedom; unreliable when that is small")
 
 
-def sure_curve(s: np.ndarray, Uty: np.ndarray, y: np.ndarray, alphas: np.ndarray, sigma2: float) -> np.ndarray:
-    """SURE(alpha) = RSS/n + 2 sigma^2 (df + 1)/n - sigma^2 (v4; +1 for the intercept)."""
-    n = len(y)
-    yc = y - y.mean()
-    F = s[:, None] ** 2 / (s[:, None] ** 2 + alphas)
-    rss = yc @ yc - ((2 * F - F**2) * Uty[:, None] ** 2).sum(axis=0)
-    return rss / n + 2 * sigma2 * (F.sum(axis=0) + 1) / n - sigma2
+def _try_select(name: str, make, X: np.ndarray, y: np.ndarray, note: str = "") -> Selection:
+    """Fit one ARRidgeCV selector; a selector the library cannot apply here is reported, not fatal."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            est = make().fit(X, y)
+    except ValueError as e:
+        return Selection(name, None, note=str(e).split("\n")[0])
+    return Selection(name, float(est.alpha_), float(est.dof_), note)
 
 
-def advise(X_raw: np.ndarray, y: np.ndarray, *, seed: int = 0, repeats: int = 3, folds: int = 5) -> Advice:
-    """Everything ``antireg advise`` prints, from raw (un-standardised, one-hot) features."""
-    from antireg.spectral import dof
+def advise(X_raw: np.ndarray, y: np.ndarray, *, seed: int = 0, repeats: int = 3,
+           standardize: bool = True) -> Advice:
+    """Everything ``antireg advise`` prints, from raw (one-hot) features."""
+    from sklearn.model_selection import KFold
+
+    from antireg.diagnostics import plug_in, sign_switch, sure_curve, weak_spectrum
+    from antireg.linear import ARRidgeCV
+    from antireg.spectral import alpha_to_lambda, dof, gram_spectrum
 
     n, p = X_raw.shape
-    (X,) = _standardise(X_raw)
-    pos, neg = fit_pair(X, y)
-    U, s, Uty = _spectrum(X, y)
-    eigs = s**2
-    df_pos = float(dof(eigs, pos.alpha_))
-    # sigma^2 from the positive optimum's residuals: RSS / (n - 1 - df)  (v4 Conventions)
-    resid = y - pos.predict(X)
-    sigma2 = float(resid @ resid / max(n - 1 - df_pos, 1.0))
-    alphas = neg.alphas_
-    sure = sure_curve(s, Uty, y, alphas, sigma2)
-    loo = neg.cv_results_.mean(axis=0)
-    # Plug-in sign switch at tau0 = positive optimum (per-sample scale): mu_j = s_j^2/n,
-    # beta_j^2 estimated by the unbiased (Uty_j/s_j)^2 - sigma^2/s_j^2 (v4 Conventions).
-    mu, tau0 = eigs / n, pos.alpha_ / n
-    beta2 = (Uty / s) ** 2 - sigma2 / eigs
-    dR_da = float(np.sum(2 * mu**2 / (mu + tau0) ** 3 * (tau0 * beta2 - sigma2 / n)))
-    b2 = np.clip(beta2, 0, None)
-    weak = mu <= WEAK_KAPPA
-    weak_share = float(b2[weak].sum() / b2.sum()) if b2.sum() > 0 else float("nan")
-    gain, ci, _ = gain_interval(X_raw, y, folds=folds, repeats=repeats, seed=seed)
-    if ci[0] > 0 and neg.alpha_ < 0:
-        supported, reason = True, f"the 95% lower bound of the gain, {ci[0]:.2f}%, is above 0 and the chosen alpha is negative"
-    elif neg.alpha_ >= 0:
-        supported, reason = False, "the negative-capable selector chooses alpha >= 0"
+    (X,) = _standardise(X_raw, standardize=standardize)
+    pos, neg = fit_pair(X, y, store_cv_results=True)
+    eigs = gram_spectrum(X, True)
+    positive = Selection("positive-only RidgeCV (LOO)", float(pos.alpha_), float(dof(eigs, pos.alpha_)))
+    loo = Selection("negative-capable ARRidgeCV (LOO)", float(neg.alpha_), float(neg.dof_),
+                    "edge of grid" if neg.alpha_ in (neg.alphas_[0], neg.alphas_[-1]) else "")
+    sigma2, sigma2_source = noise_variance(X, y, pos)
+    if sigma2 is None:
+        sure = Selection("negative-capable ARRidgeCV (SURE)", None, note="no noise variance estimate")
     else:
-        supported, reason = False, f"alpha < 0 is chosen but the gain's 95% interval includes {ci[0]:.2f}% <= 0"
-    curve = {"alphas": alphas, "loo": loo, "sure": sure, "alpha_pos": pos.alpha_, "alpha_neg": neg.alpha_,
-             "alpha_sure": float(alphas[np.argmin(sure)]), "bound": -float(eigs.min()),
-             "neg_at_edge": bool(neg.alpha_ in (alphas[0], alphas[-1]))}
-    return Advice(n, p, float(pos.alpha_), float(neg.alpha_), curve["alpha_sure"], curve["bound"], df_pos,
-                  float(neg.dof_), sigma2, dR_da, weak_share, gain, ci, supported, reason, curve)
+        sure = _try_select("negative-capable ARRidgeCV (SURE)",
+                           lambda: ARRidgeCV(criterion="sure", noise_variance=sigma2), X, y)
+    k = min(FOLDS, n)
+    kfold = _try_select(f"negative-capable ARRidgeCV ({k}-fold CV, R^2)",
+                        lambda: ARRidgeCV(cv=KFold(k, shuffle=True, random_state=seed)), X, y)
+
+    switch = weak = None
+    tau0 = alpha_to_lambda(pos.alpha_, n)  # the positive optimum, per-sample scale
+    if sigma2 is not None:
+        est = plug_in(X, y, sigma2=sigma2)  # mu = s^2/n, beta = V^T beta_OLS (min-norm), in Sigma_hat's eigenbasis
+        switch = sign_switch(tau0, est.mu, est.beta, est.sigma2, est.n)
+        weak = weak_spectrum(est.mu, est.beta, tau0, WEAK_KAPPA).rho_W
+    gain, ci, _ = gain_interval(X_raw, y, repeats=repeats, seed=seed, standardize=standardize)
+    if ci[0] > 0 and neg.alpha_ < 0:
+        supported, reason = True, (f"the 95% lower bound of the gain, {ci[0]:.2f}%, is above 0 and the "
+                                   "chosen alpha is negative")
+    elif neg.alpha_ >= 0:
+        supported, reason = False, "the negative-capable LOO selector chooses alpha >= 0"
+    else:
+        supported, reason = False, f"alpha < 0 is chosen but the gain's 95% interval reaches {ci[0]:.2f}% <= 0"
+    alphas = neg.alphas_
+    curve = {"alphas": alphas, "loo": neg.cv_results_.mean(axis=0), "bound": -float(eigs.min()),
+             "alpha_pos": pos.alpha_, "alpha_neg": neg.alpha_,
+             "sure": None if sigma2 is None else sure_curve(X, y, alpha_to_lambda(alphas, n), sigma2, True)}
+    if sure.alpha is not None:
+        curve["alpha_sure"] = sure.alpha
+    return Advice(n, p, standardize, positive, loo, sure, kfold, curve["bound"], float(neg.alpha_min_), sigma2,
+                  sigma2_source, switch, weak, gain, ci, supported, reason, curve)
 
 
 # ---------------------------------------------------------------- report
@@ -279,11 +342,14 @@ def write_report(advice: Advice, out: Path, title: str) -> Path:
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     ax.plot(x, c["loo"], label="LOO (ARRidgeCV)")
-    ax.plot(x, c["sure"] + advice.sigma2, label="SURE + sigma^2 (estimated sigma^2)")
+    if c["sure"] is not None:  # SURE estimates the error less sigma^2; shifted to be comparable with LOO
+        ax.plot(x, c["sure"] + advice.sigma2, label="SURE + sigma^2 (estimated sigma^2)")
     xb = -np.log10(1 + abs(bound))
     ax.axvspan(min(x.min(), xb) - 0.3, xb, color="0.85", label="infeasible: alpha <= -s_min^2")
     for key, style, lab in (("alpha_pos", "g--", "positive-only optimum"), ("alpha_neg", "r-", "LOO optimum"),
                             ("alpha_sure", "m:", "SURE optimum")):
+        if key not in c:
+            continue
         v = c[key]
         ax.axvline(np.sign(v) * np.log10(1 + abs(v)), color=style[0], ls=style[1:], label=lab)
     ax.set_yscale("log")
@@ -309,6 +375,10 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder of the packaged data files (default $ANTIREG_DATA_DIR)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="repeats of the 5-fold CV for the gain")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="keep the features' own scales (columns in one unit, e.g. pixels, gene expression, "
+                        "or designed weak predictors: standardising erases the variance differences that "
+                        "make an implicit ridge)")
     p.add_argument("--report", type=Path, help="folder for criterion.png/svg and advise.html")
     p.set_defaults(func=run)
     return p
@@ -321,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
         if args.repeats < 1:
             raise AdviseError(f"--repeats must be >= 1, got {args.repeats}")
         X, y, _ = load_table(args.data, args.target, args.data_dir)
-        advice = advise(X, y, seed=args.seed, repeats=args.repeats)
+        advice = advise(X, y, seed=args.seed, repeats=args.repeats, standardize=args.standardize)
     except (AdviseError, DataError) as e:
         print(f"antireg advise: error: {e}", file=sys.stderr)
         return 2
