@@ -34,10 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a sweep from a YAML config and aggregate its results")
     run.add_argument("--config", default=DEFAULT_CONFIG,
                      help=f"YAML file or packaged config name (default {DEFAULT_CONFIG}; see `antireg configs`)")
-    run.add_argument("--only_seed", type=int, action="append", metavar="SEED", help="run only this seed (repeatable)")
-    run.add_argument("--only_fraction", type=_fraction, action="append", metavar="F", help="only this training fraction (repeatable)")
-    run.add_argument("--only_optimizer", choices=["sgd", "adam"], action="append", help="only this optimizer (repeatable)")
-    run.add_argument("--add_baseline_zero", action="store_true", help="add the λ = 0 ERM baseline runs (needed for ρ)")
+    # kebab-case, with the earlier snake_case spellings still accepted
+    run.add_argument("--only-seed", "--only_seed", dest="only_seed", type=int, action="append", metavar="SEED",
+                     help="run only this seed (repeatable)")
+    run.add_argument("--only-fraction", "--only_fraction", dest="only_fraction", type=_fraction, action="append",
+                     metavar="F", help="only this training fraction (repeatable)")
+    run.add_argument("--only-optimizer", "--only_optimizer", dest="only_optimizer", choices=["sgd", "adam"],
+                     action="append", help="only this optimizer (repeatable)")
+    run.add_argument("--add-baseline-zero", "--add_baseline_zero", dest="add_baseline_zero", action="store_true",
+                     help="add the λ = 0 ERM baseline runs (needed for ρ)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config key (dotted, value in YAML), e.g. --set seeds=[0,1] (repeatable)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (runs by method, what is done, estimated time) and write nothing")
     run.add_argument("--output-dir", type=Path, default=Path("."), help="where experiments/ and results/ go (default .)")
     run.add_argument("--data-dir", type=Path, default=None,
                      help="data folder (default $ANTIREG_DATA_DIR, else the per-user data folder; see `antireg data list`)")
@@ -69,6 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configs_text(names: list[str]) -> str:
+    """The packaged configs grouped by the command that runs them, each with its first comment line."""
+    from antireg.experiments.config import resolve_config_path
+    from antireg.paper.config import is_paper_config
+
+    groups: dict[str, list[str]] = {"sweeps (antireg run --config NAME)": [],
+                                    "paper experiments (antireg run --config NAME)": [],
+                                    "learned optimizers (antireg lopt train|eval --config NAME)": []}
+    keys = list(groups)
+    width = max(map(len, names))
+    for name in names:
+        lines = resolve_config_path(name).read_text(encoding="utf-8").splitlines()
+        about = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("#")), "")
+        about = about if len(about) <= 100 else about[:99] + "…"
+        group = keys[2] if name.startswith("lopt_") else keys[1] if is_paper_config(name) else keys[0]
+        groups[group].append(f"  {name:<{width}}  {about}")
+    return "\n\n".join(f"{g}:\n" + "\n".join(rows) for g, rows in groups.items() if rows)
+
+
 def _print_summary(summary, console) -> None:
     from rich.table import Table
 
@@ -98,9 +126,15 @@ def _run(args: argparse.Namespace) -> int:
     from antireg.experiments.sweep import run_sweep
     from antireg.report import write_report
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, overrides=args.set or ())
     if args.add_baseline_zero:
         cfg = cfg.model_copy(update={"add_baseline_zero": True})
+    if args.dry_run:
+        from antireg.experiments.sweep import dry_run
+
+        print(dry_run(cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
+                      jobs=args.jobs, device=args.device).text())
+        return 0
     if args.report:  # before training, not after it
         from antireg.experiments.storage import check_writable
 
@@ -136,15 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from antireg.data import DataError
     from antireg.experiments.config import ConfigError, packaged_configs
-    from antireg.experiments.sweep import Interrupted, SweepError, stop_on_signals
-    from antireg.report import ReportError
+    from antireg.experiments.errors import Interrupted, ReportError, SweepError, stop_on_signals
 
     try:
         with stop_on_signals():  # SIGINT → exit 130, SIGTERM → 143; a second one is ignored
             if args.command == "advise":
                 return advise.run(args)
             if args.command == "configs":
-                print("\n".join(packaged_configs()))
+                print(_configs_text(packaged_configs()))
                 return 0
             if args.command == "lopt":
                 return lopt_cli.run(args)

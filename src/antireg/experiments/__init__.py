@@ -1,7 +1,23 @@
-"""Config schema, run grid, runner, aggregation and sweeps."""
+"""Config schema, run grid, runner, aggregation and sweeps.
 
-from antireg.experiments.config import ConfigError, ExperimentCfg, load_config
-from antireg.experiments.grid import RunSpec, expand
-from antireg.experiments.sweep import SweepError, SweepResult, run_sweep
+Names are imported on first use, so ``antireg.experiments.config`` (read by every CLI
+command) does not pull in torch through the sweep.
+"""
 
-__all__ = ["ConfigError", "ExperimentCfg", "RunSpec", "SweepError", "SweepResult", "expand", "load_config", "run_sweep"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "ConfigError": "config", "ExperimentCfg": "config", "load_config": "config",
+    "RunSpec": "grid", "expand": "grid",
+    "SweepError": "sweep", "SweepResult": "sweep", "run_sweep": "sweep",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'antireg.experiments' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"antireg.experiments.{_HOMES[name]}"), name)

@@ -10,10 +10,12 @@ infinity with a meaning, ``grad_clip: .inf``, is "no clipping" (as ``null``).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import itertools
 import math
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -280,9 +282,36 @@ def resolve_config_path(ref: str) -> Path:
     )
 
 
-def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg) -> Any:
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """``raw`` with each ``KEY=VALUE`` of ``overrides`` set (``--set`` on the command line).
+
+    KEY is a dotted path into the mapping (``ar.lambda0_unit``); VALUE is read as YAML
+    (safe), so ``seeds=[0,1]`` gives a list and ``lr=1e-3`` a number. The result is
+    validated like the file, so a misspelt key or a bad value is a ConfigError.
+    """
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seeds=[0,1]")
+        try:
+            value = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+        *parents, leaf = key.strip().split(".")
+        node = raw
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parents[: i + 1])} is not a mapping")
+        node[leaf] = value
+    return raw
+
+
+def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg, overrides: Sequence[str] = ()) -> Any:
     """Read and validate a config given by path or packaged name against ``schema``
-    (an experiment by default; the learned-optimizer commands pass theirs)."""
+    (an experiment by default; the learned-optimizer commands pass theirs), after
+    the ``KEY=VALUE`` ``overrides`` (:func:`apply_overrides`)."""
     path = resolve_config_path(ref)
     try:
         with path.open("rb") as fh:
@@ -298,10 +327,13 @@ def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg) -> Any:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a YAML mapping of keys to values, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
         hint = ""
         if schema is ExperimentCfg and path.stem.startswith("lopt_"):
             hint = f"\n  (a learned-optimizer config: use `antireg lopt train|eval --config {path.stem}`)"
+        if overrides:
+            hint += f"\n  (with --set {' '.join(overrides)})"
         raise ConfigError(_format_error(exc, str(path), schema) + hint) from None

@@ -23,8 +23,6 @@ import contextlib
 import math
 import signal
 import sys
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +35,7 @@ from antireg.data import default_data_dir
 from antireg.experiments import aggregate
 from antireg.experiments import storage
 from antireg.experiments.config import ConfigError, ExperimentCfg, memory_bytes
+from antireg.experiments.errors import Interrupted, OutputError, SweepError, stop_on_signals  # noqa: F401 - re-exported
 from antireg.experiments.executors import Executor, LocalExecutor, make_executor
 from antireg.experiments.grid import RunSpec, expand, select
 from antireg.experiments.runner import (
@@ -61,51 +60,6 @@ class _Progress(tqdm):
     and a fork should not copy a thread that may hold a lock."""
 
     monitor_interval = 0
-
-
-class SweepError(Exception):
-    """Some runs failed with an error (not divergence, which is a result)."""
-
-
-class OutputError(SweepError):
-    """An output could not be written (a full disk, a folder made read-only): the sweep
-    stopped at the first failed write; the message lists what is saved and what is not."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """The sweep was stopped by Ctrl-C (SIGINT) or SIGTERM; ``exit_code`` is 128 + the
-    signal's number (130, 143), what a shell reports for a process the signal ended."""
-
-    def __init__(self, message: str | None = None, signum: int = signal.SIGINT) -> None:
-        verb = "interrupted" if signum == signal.SIGINT else "terminated"
-        super().__init__(message or f"{verb} by {signal.Signals(signum).name}; finished work is saved, re-run to resume")
-        self.signum, self.exit_code = signum, 128 + signum
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turn the first SIGINT or SIGTERM into :class:`Interrupted`, and ignore any later
-    one: a second Ctrl-C while the sweep stops must not cut its clean-up short (leaving
-    workers behind) or print a traceback. The old handlers come back when the block
-    ends, unless a signal arrived: then they stay ignored, for the process is stopping."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired = []
-
-    def handler(signum: int, frame: object) -> None:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        fired.append(signum)
-        raise Interrupted(signum=signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        if not fired:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
 
 
 @dataclass
@@ -240,6 +194,72 @@ def _warm_up(spec: RunSpec, data_dir: Path) -> None:
     process then skip it, and forked workers inherit it."""
     dataset_for(spec, data_dir)
     import torch._dynamo  # noqa: F401 - torch.optim imports it (about a second) at the first optimizer
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``antireg run --dry-run`` prints: runs by method, how many are finished, and
+    the estimated training time from one short calibration run (nothing is written)."""
+
+    experiment: str
+    by_method: dict[str, tuple[int, int]]  # method (with ablation) → (runs, already finished)
+    seconds_per_unit: float  # per example × epoch, timed on the largest unfinished run
+    todo_units: int
+    jobs: int
+
+    @property
+    def estimate_s(self) -> float:
+        return self.seconds_per_unit * self.todo_units / self.jobs
+
+    def text(self) -> str:
+        total, done = (sum(v[i] for v in self.by_method.values()) for i in (0, 1))
+        width = max(map(len, self.by_method))
+        lines = [f"{self.experiment}: {total} runs, {done} already finished, {total - done} to train"]
+        lines += [f"  {m:<{width}}  {n:>5} runs  {d:>5} done" for m, (n, d) in self.by_method.items()]
+        if total > done:
+            lines.append(f"estimated training time: {_duration(self.estimate_s)} with {self.jobs} job(s) "
+                         "(from a short calibration run; nothing was written)")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def dry_run(
+    cfg: ExperimentCfg, output_dir: str | Path = ".", data_dir: str | Path | None = None,
+    seeds: list[int] | None = None, fractions: list[float] | None = None, optimizers: list[str] | None = None,
+    jobs: int = 1, device: str | None = None, calibration_epochs: int = 2,
+) -> SweepPlan:
+    """The plan of :func:`run_sweep` without running it: reads the data and the
+    experiments folder, trains one unfinished run for ``calibration_epochs`` epochs in
+    memory to time it, and writes nothing."""
+    import time
+
+    data_dir = Path(data_dir or default_data_dir()).resolve()
+    specs = plan(cfg, data_dir, seeds, fractions, optimizers)
+    exp_dir = Path(output_dir) / "experiments"
+    by_method: dict[str, tuple[int, int]] = {}
+    todo = []
+    for spec in specs:
+        key = spec.method if spec.ablation in ("", "none") else f"{spec.method} ({spec.ablation})"
+        finished = is_done(exp_dir / spec.run_id)
+        n, d = by_method.get(key, (0, 0))
+        by_method[key] = (n + 1, d + finished)
+        if not finished:
+            todo.append(spec)
+    per_unit = 0.0
+    if todo:
+        probe = max(todo, key=lambda s: s.n_train * s.training.epochs)
+        epochs = min(calibration_epochs, probe.training.epochs)
+        probe = probe.model_copy(update={"training": probe.training.model_copy(update={"epochs": epochs})})
+        _warm_up(probe, data_dir)
+        start = time.perf_counter()
+        with sweep_settings():
+            train_run(probe, data_dir, resolve_device(device or cfg.device))
+        per_unit = (time.perf_counter() - start) / (probe.n_train * epochs)
+    units = sum(s.n_train * s.training.epochs for s in todo)
+    return SweepPlan(cfg.experiment, by_method, per_unit, units, max(jobs, 1))
 
 
 def run_sweep(

@@ -1,4 +1,4 @@
-"""``antireg run --config v4_exp1`` for paper experiments (the lead wires this into antireg.cli)."""
+"""``antireg run --config v4_exp1`` for paper experiments."""
 
 from __future__ import annotations
 
@@ -24,9 +24,16 @@ def run(args: argparse.Namespace) -> int:
 
     from antireg.paper.report import sections
 
-    cfg = load_paper_config(args.config)
+    cfg = load_paper_config(args.config, args.set or ())
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     console = Console(quiet=bool(args.quiet))
+    if args.dry_run:
+        from antireg.paper.driver import plan_paper
+
+        n, cached = plan_paper(cfg, args.output_dir, data_dir)
+        print(f"{cfg.experiment} ({cfg.paper}): {n} cells, {cached} already cached, {n - cached} to compute; "
+              "nothing was written")
+        return 0
     try:
         res = run_paper(cfg, args.output_dir, data_dir, jobs=args.jobs, progress=not args.quiet)
     except KeyboardInterrupt:

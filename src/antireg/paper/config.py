@@ -14,6 +14,7 @@ Loaded with :func:`antireg.experiments.config.load_config` (safe YAML); every pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -62,9 +63,10 @@ def validate(raw: PaperCfg) -> PaperCfg:
     return raw.model_copy(update={"options": opts.model_dump(mode="json")})
 
 
-def load_paper_config(ref: str) -> PaperCfg:
-    """Load a paper config by path or packaged name (``v4_exp1``) and validate it fully."""
-    return validate(load_config(ref, schema=PaperCfg))
+def load_paper_config(ref: str, overrides: Sequence[str] = ()) -> PaperCfg:
+    """Load a paper config by path or packaged name (``v4_exp1``), with ``KEY=VALUE``
+    overrides (``--set``), and validate it fully."""
+    return validate(load_config(ref, schema=PaperCfg, overrides=overrides))
 
 
 def is_paper_config(ref: str) -> bool:

@@ -67,6 +67,15 @@ def _read_cell(path: Path) -> list[dict] | None:
         return None  # absent or unreadable: recompute
 
 
+def plan_paper(cfg: PaperCfg, output_dir: str | Path, data_dir: str | Path | None = None) -> tuple[int, int]:
+    """(cells, cells already cached) of a paper config, for ``--dry-run``; writes nothing."""
+    from antireg.paper import EXPERIMENTS
+
+    cells = EXPERIMENTS[cfg.paper].cells(cfg, None if data_dir is None else str(data_dir))
+    cache = Path(output_dir) / "experiments" / cfg.experiment
+    return len(cells), sum(_read_cell(cache / f"{cell_hash(c)}.json") is not None for c in cells)
+
+
 def run_paper(cfg: PaperCfg, output_dir: str | Path, data_dir: str | Path | None = None,
               jobs: int = 1, progress: bool = True) -> PaperResult:
     """Run (or resume) a validated paper config; see the module docstring for the layout."""

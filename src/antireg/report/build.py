@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from antireg.experiments.errors import ReportError
 from antireg.experiments.storage import StorageError, atomic_write_text, paper_configs
 from antireg.report import figures, tables
 from antireg.report.render import Block, FigureRef, Heading, Text, to_html, to_markdown

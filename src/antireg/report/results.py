@@ -17,14 +17,11 @@ import pandas as pd
 
 from antireg.experiments.aggregate import GROUP, HYPER
 from antireg.experiments.storage import paper_tables
+from antireg.experiments.errors import ReportError  # noqa: F401 - its home is torch-free
 
 BASELINE = "erm"
 LOWER_IS_BETTER = ("rmse", "mae", "nll", "ece", "brier")
 HIGHER_IS_BETTER = ("r2", "accuracy")
-
-
-class ReportError(Exception):
-    """The results directory holds nothing that can be reported."""
 
 
 def label(method: str, ablation: str) -> str:
