@@ -166,6 +166,16 @@ def test_liver_all_genes_optimum_lower_than_with_50_random_genes():
     assert (rand.lambda_opt > 0).all() and (allg.lambda_opt < 0).sum() >= 3
     assert (rand.cv_mse_at_zero > 2 * rand.cv_mse_opt).sum() >= 8  # ridgeless with p ≈ n is poor
     assert {"response", "genes", "lambda", "scale", "cv_mse_mean", "cv_mse_ci"} <= set(t["kobak_liver_curves"])
+    # the optimum figure: one marker series per gene set at the table's optima, each set's bound dashed
+    (ax,) = EXPERIMENTS["kobak_liver"].optimum_figure(best).axes
+    series = [ln for ln in ax.lines if ln.get_linestyle() == "None"]
+    assert [ln.get_label() for ln in series] == ["all 3116 genes", "random 50 genes"]
+    for ln, g in zip(series, (allg, rand)):
+        np.testing.assert_array_equal(ln.get_ydata(), g.loc[allg.index, "lambda_opt"])
+    bounds = [ln.get_ydata()[0] for ln in ax.lines if ln.get_gid() == "bound"]
+    assert bounds == [allg.lambda_bound.min(), rand.lambda_bound.min()] and ax.get_yscale() == "symlog"
+    (ax1, ax2) = EXPERIMENTS["kobak_liver"].cv_figure(t["kobak_liver_curves"], best).axes
+    assert len([ln for ln in ax1.lines if ln.get_gid() == "optimum"]) == 10
 
 
 # ------------------------------------------------------------------ MNIST RFF on the real files (tiny)
@@ -192,8 +202,20 @@ def test_mnist_rff_predictions_match_an_explicit_refit():
         got = rows[(rows.rep == 1) & (rows["lambda"] == a)].test_mse.iloc[0]
         assert got == pytest.approx(np.mean((pred - yt) ** 2), rel=1e-6)
     t = exp.tables(rows, cfg)
-    assert {"lambda", "scale", "test_mse_mean", "test_mse_ci"} <= set(t["kobak_mnist_rff"])
-    assert {"lambda_opt", "test_mse_opt", "test_mse_at_zero"} <= set(t["kobak_mnist_rff_optimum"])
+    main, opt = t["kobak_mnist_rff"], t["kobak_mnist_rff_optimum"]
+    assert {"lambda", "scale", "test_mse_mean", "test_mse_ci"} <= set(main)
+    assert {"lambda_opt", "test_mse_opt", "test_mse_at_zero"} <= set(opt)
+    # the figure: the optimum dot at the table's argmin, the region beyond the bound shaded up to the bound,
+    # and an optimum on the grid's edge said in the title (checked both ways on the same table)
+    (ax,) = exp.figure(main, opt).axes
+    (dot,) = [ln for ln in ax.lines if ln.get_gid() == "optimum"]
+    assert dot.get_xdata()[0] == main["lambda"].iloc[main.test_mse_mean.argmin()] == opt.lambda_opt.iloc[0]
+    (span,) = [pa for pa in ax.patches if pa.get_gid() == "infeasible"]
+    xs = span.get_path().transformed(span.get_patch_transform()).vertices[:, 0]
+    assert xs.max() == pytest.approx(main.lambda_bound.iloc[0]) and xs.min() == pytest.approx(ax.get_xlim()[0])
+    for edge in ("lower", "interior"):
+        (ax,) = exp.figure(main, opt.assign(at_grid_edge=edge)).axes
+        assert ("lower edge" in ax.get_title()) == (edge == "lower")
 
 
 # ------------------------------------------------------------------ configs and the driver
@@ -216,8 +238,26 @@ def test_driver_writes_the_tables_and_figures(tmp_path):
     assert {"p", "lambda_opt", "nmse_opt", "nmse_at_zero"} <= set(opt)
     assert sorted(main.p.unique()) == [50, 200] and sorted(opt.p) == [50, 100, 200]
     assert (main.scale == "sklearn_alpha").all() and np.allclose(main.lambda_per_sample, main["lambda"] / 64)
-    figs = EXPERIMENTS["kobak_toy"].figures(res.tables, tmp_path)
-    assert all(Path(png).stat().st_size > 0 for png, _, _ in figs)
+    (png, svg, caption), = EXPERIMENTS["kobak_toy"].figures(res.tables, tmp_path)
+    assert png.stat().st_size > 10_000 and svg.is_file() and "sklearn α" in caption
+    fig = EXPERIMENTS["kobak_toy"].figure(res.tables["kobak_toy"], res.tables["kobak_toy_optimum"])
+    ax, bx = fig.axes
+    dots, bounds = _by_gid(ax, "optimum"), _by_gid(ax, "bound")
+    assert len(dots) == len(bounds) == 2 and len(ax.collections) == 2  # one CI band per p
+    for (p, g), dot, bound in zip(main.groupby("p"), dots, bounds):
+        assert dot.get_xdata()[0] == g["lambda"].iloc[g.nmse_mean.argmin()] == opt.set_index("p").lambda_opt[p]
+        assert dot.get_ydata()[0] == pytest.approx(g.nmse_mean.min())
+        assert bound.get_xdata()[0] == g.lambda_bound.iloc[0] and bound.get_linestyle() == "--"
+    scan = bx.lines[0]
+    np.testing.assert_array_equal(scan.get_xdata(), opt.p) and np.testing.assert_array_equal(scan.get_ydata(),
+                                                                                             opt.lambda_opt)
+    zero = [ln for ln in bx.lines if ln.get_linestyle() == "--"]
+    assert len(zero) == 1 and list(zero[0].get_ydata()) == [0, 0] and bx.get_yscale() == "symlog"
+    assert "sklearn α" in ax.get_xlabel() and "n = 64" in bx.get_xlabel()
+
+
+def _by_gid(ax, gid):
+    return [a for a in (*ax.lines, *ax.patches) if a.get_gid() == gid]
 
 
 # ------------------------------------------------------------------ the demo (first command)

@@ -21,13 +21,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from antireg.paper.config import PaperCfg
+from antireg.paper.plots import lambda_curve, new_figure, save_all, zero_line
 from antireg.spectral import alpha_to_lambda, center_design, safe_alpha_min, thin_svd
 
 SCALE = "sklearn_alpha"
+EDGE = {"lower": " (on the grid's lower edge: the safety bound)",
+        "upper": " (on the grid's upper edge: widen positive_max)"}
 NOTE = ("λ is Kobak's unnormalised penalty (XᵀX + λI), i.e. scikit-learn's α; lambda_per_sample = α/n is "
         "v4's scale. Negative λ stop at the spectral-safety bound −(1−η)·s²_min of the worst training design; "
         "the shaded region of each figure is infeasible or unsafe. An optimum flagged at_grid_edge='lower' "
@@ -95,25 +99,18 @@ def _optimum(lams: np.ndarray, curve: np.ndarray, half: np.ndarray, grid: dict) 
             "at_grid_edge": _edge(j, lams.size, grid["negative_points"])}
 
 
-def _curve_figure(ax, lams, mean, half, bound, label, opt, shade: bool = True) -> None:
-    """One risk curve over λ (symlog axis), its CI band and optimum dot; λ beyond the spectral-safety
-    bound shaded (``shade``) or, for several curves in one panel, the bound as a dashed line."""
-    (line,) = ax.plot(lams, mean, label=label)
-    ax.fill_between(lams, mean - half, mean + half, color=line.get_color(), alpha=0.2)
-    ax.plot([opt], [np.interp(opt, lams, mean)], "o", color=line.get_color())
-    if shade:
-        ax.axvspan(bound * 3 - 1, bound, color="0.85", zorder=0, label="beyond the safety bound")
-    else:
-        ax.axvline(bound, color=line.get_color(), ls="--", lw=0.8)
+def _main(tables: dict) -> str:
+    """The main table's name: the shortest (extras are ``NAME_suffix``)."""
+    return min(tables, key=len)
 
 
-def _plt():
-    import matplotlib
+LAMBDA_AXIS = "λ (Kobak's penalty = sklearn α scale; symlog)"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def _lambda_limits(curves: pd.DataFrame) -> tuple[float, float]:
+    """x limits of a panel of curves: the grid's span, a little beyond the most negative bound (symlog's own
+    margins would add decades of empty negative axis)."""
+    return 1.5 * float(curves.lambda_bound.min()), float(curves["lambda"].max())
 
 
 # ----------------------------------------------------------------------------- toy model
@@ -195,30 +192,36 @@ class Toy:
         main = rows[rows["curve"]].drop(columns="curve").sort_values(["p", "lambda"]).reset_index(drop=True)
         return {cfg.experiment: main, f"{cfg.experiment}_optimum": pd.DataFrame(opt)}
 
-    def figures(self, tables: dict, out_dir: Path) -> list:
-        from antireg.report.figures import save
-
-        plt = _plt()
-        name = next(t for t in tables if not t.endswith("_optimum"))
-        main, opt = tables[name], tables[f"{name}_optimum"]
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    @staticmethod
+    def figure(main: pd.DataFrame, opt: pd.DataFrame) -> Figure:
+        """Left: NMSE over λ per p (mean, 95% band), each p's optimum as a dot and its spectral-safety
+        bound dashed. Right: the optimal λ against p over the p-scan, λ = 0 dashed, beyond the bound grey."""
+        fig, axes = new_figure(1, 2, 5.5, 4.0)
+        ax, bx = axes[0]
         for p, g in main.groupby("p"):
-            lam = g["lambda"].to_numpy()
-            o = opt.loc[opt.p == p, "lambda_opt"].iloc[0]
-            _curve_figure(ax, lam, g.nmse_mean.to_numpy(), g.nmse_ci.to_numpy(), g.lambda_bound.iloc[0],
-                          f"p = {p}", o, shade=False)
-        ax.set(xscale="symlog", xlabel="λ (Kobak/sklearn α scale; symlog)", ylabel="NMSE", ylim=(0, 1.2))
-        ax.axvline(0, color="k", lw=0.5)
+            lambda_curve(ax, g["lambda"].to_numpy(), g.nmse_mean.to_numpy(), g.nmse_ci.to_numpy(),
+                         opt=float(opt.loc[opt.p == p, "lambda_opt"].iloc[0]), bound=float(g.lambda_bound.iloc[0]),
+                         label=f"p = {p}", shade=False)
+        zero_line(ax)
+        ax.set(xscale="symlog", xlabel=LAMBDA_AXIS, ylabel="NMSE (mean, 95% CI)", ylim=(0, 1.2),
+               xlim=_lambda_limits(main))
         ax.legend(fontsize=7)
-        bx.plot(opt.p, opt.lambda_opt, "o-")
-        bx.fill_between(opt.p, opt.lambda_bound, opt.lambda_bound.min() * 1.2, color="0.85", label="beyond the bound")
-        bx.axhline(0, color="k", lw=0.5)
-        bx.set(xscale="log", yscale="symlog", xlabel="p (n = 64)", ylabel="optimal λ (α scale)")
+        bx.plot(opt.p, opt.lambda_opt, "o-", label="optimal λ")
+        bx.fill_between(opt.p, opt.lambda_bound, opt.lambda_bound.min() * 1.5, color="0.85", lw=0,
+                        label="beyond the safety bound", gid="infeasible")
+        zero_line(bx, horizontal=True)
+        n = (opt.lambda_opt / opt.lambda_opt_per_sample).dropna()  # α = n·λ gives n back
+        bx.set(xscale="log", yscale="symlog", xlabel=f"p (n = {n.iloc[0]:.0f})" if len(n) else "p",
+               ylabel="optimal λ (sklearn α scale; symlog)")
         bx.legend(fontsize=7)
-        png, svg = save(fig, Path(out_dir) / f"{name}_curves")
-        plt.close(fig)
-        return [(png, svg, f"{name}: NMSE over λ (mean, 95% CI; dashed = each p's spectral-safety bound, "
-                           "dots = optima) and the optimal λ against p (grey = beyond the bound)")]
+        return fig
+
+    def figures(self, tables: dict, out_dir: Path) -> list:
+        name = _main(tables)
+        return save_all([(self.figure(tables[name], tables[f"{name}_optimum"]), f"{name}_curves",
+                          f"{name}: NMSE over λ (sklearn α scale; mean, 95% CI; dashed = each p's spectral-safety "
+                          "bound, dots = optima) and the optimal λ against p (dashed = 0, grey = beyond the bound)")],
+                        out_dir)
 
 
 # -------------------------------------------------------------------------- MNIST (RFF)
@@ -338,21 +341,28 @@ class MnistRff:
                              "reps": len(piv)}])
         return {cfg.experiment: main, f"{cfg.experiment}_optimum": opt}
 
-    def figures(self, tables: dict, out_dir: Path) -> list:
-        from antireg.report.figures import save
-
-        plt = _plt()
-        name = next(t for t in tables if not t.endswith("_optimum"))
-        t, o = tables[name], tables[f"{name}_optimum"]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        _curve_figure(ax, t["lambda"].to_numpy(), t.test_mse_mean.to_numpy(), t.test_mse_ci.to_numpy(),
-                      t.lambda_bound.iloc[0], "test MSE (mean, 95% CI)", o.lambda_opt.iloc[0])
-        ax.axvline(0, color="k", lw=0.5)
-        ax.set(xscale="symlog", xlabel="λ (Kobak/sklearn α scale; symlog)", ylabel="test MSE (digit value)")
+    @staticmethod
+    def figure(t: pd.DataFrame, o: pd.DataFrame) -> Figure:
+        """Test MSE over λ (mean, 95% band), the optimum as a dot, λ beyond the safety bound grey;
+        an optimum on the grid's edge is said in the title."""
+        fig, axes = new_figure(1, 1, 7.0, 4.0)
+        ax = axes[0, 0]
+        lambda_curve(ax, t["lambda"].to_numpy(), t.test_mse_mean.to_numpy(), t.test_mse_ci.to_numpy(),
+                     opt=float(o.lambda_opt.iloc[0]), bound=float(t.lambda_bound.iloc[0]),
+                     label="test MSE (mean, 95% CI)", bound_label="beyond the safety bound")
+        zero_line(ax)
+        ax.set(xscale="symlog", xlabel=LAMBDA_AXIS, ylabel="test MSE (digit value)",
+               title=f"optimum λ = {o.lambda_opt.iloc[0]:.4g}{EDGE.get(str(o.at_grid_edge.iloc[0]), '')}")
         ax.legend(fontsize=7)
-        png, svg = save(fig, Path(out_dir) / f"{name}_curve")
-        plt.close(fig)
-        return [(png, svg, f"{name}: test MSE over λ; dot = optimum; grey = beyond the spectral-safety bound")]
+        return fig
+
+    def figures(self, tables: dict, out_dir: Path) -> list:
+        name = _main(tables)
+        o = tables[f"{name}_optimum"]
+        return save_all([(self.figure(tables[name], o), f"{name}_curve",
+                          f"{name}: test MSE over λ (sklearn α scale); dot = optimum"
+                          f"{EDGE.get(str(o.at_grid_edge.iloc[0]), '')}; grey = beyond the spectral-safety bound")],
+                        out_dir)
 
 
 # ------------------------------------------------------------------------ liver.toxicity
@@ -456,27 +466,52 @@ class Liver:
         return {cfg.experiment: pd.DataFrame(best),
                 f"{cfg.experiment}_curves": pd.concat(curves, ignore_index=True)}
 
-    def figures(self, tables: dict, out_dir: Path) -> list:
-        from antireg.report.figures import save
-
-        plt = _plt()
-        name = next(t for t in tables if not t.endswith("_curves"))
-        curves, best = tables[f"{name}_curves"], tables[name]
+    @staticmethod
+    def cv_figure(curves: pd.DataFrame, best: pd.DataFrame) -> Figure:
+        """One panel per gene set: CV MSE over λ per response (mean, 95% band), optima as dots, each
+        curve's spectral-safety bound dashed."""
         settings = list(dict.fromkeys(curves.genes))
-        fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
+        fig, axes = new_figure(1, len(settings), 6.0, 4.2)
         for ax, genes in zip(axes[0], settings):
             for resp, g in curves[curves.genes == genes].groupby("response", sort=False):
                 opt = best.loc[(best.genes == genes) & (best.response == resp), "lambda_opt"].iloc[0]
-                _curve_figure(ax, g["lambda"].to_numpy(), g.cv_mse_mean.to_numpy(), g.cv_mse_ci.to_numpy(),
-                              g.lambda_bound.iloc[0], resp, opt, shade=False)
-            ax.axvline(0, color="k", lw=0.5)
-            ax.set(xscale="symlog", title=f"{genes} genes", xlabel="λ (Kobak/sklearn α scale; symlog)",
-                   ylabel="10-fold CV MSE (standardised response)", ylim=(0, 1.6))
+                lambda_curve(ax, g["lambda"].to_numpy(), g.cv_mse_mean.to_numpy(), g.cv_mse_ci.to_numpy(),
+                             opt=float(opt), bound=float(g.lambda_bound.iloc[0]), label=resp, shade=False)
+            zero_line(ax)
+            ax.set(xscale="symlog", title=f"{genes} genes", xlabel=LAMBDA_AXIS, xlim=_lambda_limits(
+                curves[curves.genes == genes]), ylabel="10-fold CV MSE (standardised response)", ylim=(0, 1.6))
             ax.legend(fontsize=6, ncol=2)
-        png, svg = save(fig, Path(out_dir) / f"{name}_cv")
-        plt.close(fig)
-        return [(png, svg, f"{name}: CV MSE over λ per response; dots = optima; dashed = the spectral-safety "
-                           "bound")]
+        return fig
+
+    @staticmethod
+    def optimum_figure(best: pd.DataFrame) -> Figure:
+        """The optimal λ per response, one marker series per gene set, its safety bound dashed in the
+        same colour, λ = 0 dashed black (symlog axis)."""
+        fig, axes = new_figure(1, 1, 8.0, 3.8)
+        ax = axes[0, 0]
+        responses = list(dict.fromkeys(best.response))
+        x = np.arange(len(responses))
+        for k, (genes, g) in enumerate(best.groupby("genes", sort=False)):
+            g = g.set_index("response").loc[responses]
+            (line,) = ax.plot(x + 0.1 * (2 * k - 1), g.lambda_opt, "o", label=f"{genes} genes")
+            ax.axhline(float(g.lambda_bound.min()), color=line.get_color(), ls="--", lw=0.8,
+                       label=f"safety bound ({genes})", gid="bound")
+        zero_line(ax, horizontal=True)
+        ax.set_xticks(x, responses, rotation=30, ha="right", fontsize=7)
+        ax.set(yscale="symlog", ylabel="optimal λ (sklearn α scale; symlog)")
+        ax.margins(y=0.1)  # keep the largest optimum off the frame
+        ax.legend(fontsize=7)
+        return fig
+
+    def figures(self, tables: dict, out_dir: Path) -> list:
+        name = _main(tables)
+        best = tables[name]
+        return save_all([
+            (self.optimum_figure(best), f"{name}_optimum",
+             f"{name}: optimal λ per response (sklearn α scale), all genes vs random genes; dashed = 0 and each "
+             "gene set's spectral-safety bound"),
+            (self.cv_figure(tables[f"{name}_curves"], best), f"{name}_cv",
+             f"{name}: CV MSE over λ per response; dots = optima; dashed = the spectral-safety bound")], out_dir)
 
 
 EXPERIMENTS = {"kobak_toy": Toy(), "kobak_mnist_rff": MnistRff(), "kobak_liver": Liver()}
