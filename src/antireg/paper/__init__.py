@@ -15,6 +15,7 @@ from typing import Any
 _MODULES = {
     "v4_exp1": "antireg.paper.v4", "v4_exp2": "antireg.paper.v4", "v4_exp3": "antireg.paper.v4",
     "v4_exp4": "antireg.paper.v4",
+    "v4_exp5": "antireg.paper.v4_exp5",
     "kobak_toy": "antireg.paper.kobak", "kobak_mnist_rff": "antireg.paper.kobak",
     "kobak_liver": "antireg.paper.kobak", "demo": "antireg.paper.demo",
 }
