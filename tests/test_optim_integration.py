@@ -223,6 +223,34 @@ def test_lightning_automatic_optimization_equals_hand_loop(tmp_path):
         assert trainer.optimizers[0].param_groups[0]["lr"] == opt.param_groups[0]["lr"] == 0.1 * 0.5**3
 
 
+def test_lightning_with_a_grad_scaler_fails_loudly():
+    """Lightning's fp16 plugin (a GradScaler: CUDA; on CPU "16-mixed" becomes bf16 without one) runs
+    the closure itself, then ``scaler.step(optimizer)`` without it: the wrapper refuses, it does not
+    silently take one plain step. Use bf16, or manual optimization with ``opt.step(closure, scaler)``."""
+    import lightning as L
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch, batch_idx):
+            return F.mse_loss(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return RULES["sam"](self.parameters(), self)
+
+    x, y = data()
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))])
+    with pytest.raises(ValueError, match="needs a closure"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Module(), DataLoader(TensorDataset(x, y), batch_size=8))
+
+
 # ---------------------------------------------------------------------------------------------- accelerate
 
 def test_accelerate_prepared_optimizer_passes_the_closure_through():
@@ -260,6 +288,35 @@ def test_accelerate_prepared_optimizer_passes_the_closure_through():
         for a, b in zip(accelerator.unwrap_model(model).parameters(), ref.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
         assert opt.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"] == 0.1 * 0.5**STEPS
+
+
+def test_accelerate_grad_scaler_through_the_wrapper():
+    """With a GradScaler (accelerate's fp16 on CUDA), ``AcceleratedOptimizer.step(closure)`` hands the
+    closure to ``scaler.step``, which unscales before the closure has run; the wrapper's own
+    ``step(closure, scaler)`` (``opt.optimizer``) is exact: same parameters as without a scaler."""
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    Accelerator(cpu=True)  # the shared state AcceleratedOptimizer reads
+    x, y = data()
+    model, ref = mlp(), mlp()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    accelerated = AcceleratedOptimizer(RULES["antireg_sam"](model.parameters(), model), device_placement=False,
+                                       scaler=scaler)
+
+    def closure():
+        accelerated.zero_grad()
+        scaled = scaler.scale(F.mse_loss(model(x), y))
+        scaled.backward()  # what accelerator.backward does with a scaler
+        return scaled
+
+    ref_opt = RULES["antireg_sam"](ref.parameters(), ref)
+    for _ in range(STEPS):
+        loss = accelerated.optimizer.step(closure, scaler)
+        assert float(loss) == float(ref_opt.step(closure_for(ref, ref_opt, x, y)))  # the true loss
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert accelerated.optimizer.r_clip == ref_opt.r_clip
 
 
 # ---------------------------------------------------------------------------------------------- torch.compile
