@@ -66,11 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true", help="write the report (report/ in the output dir) at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     report = sub.add_parser("report", help="tables, figures and an HTML page from results/")
-    report.add_argument("results_dir", type=Path, help="a results/ folder written by `antireg run`")
+    report.add_argument("results_dir", type=Path, nargs="?", default=Path("results"),
+                        help="a results/ folder written by `antireg run` (default ./results)")
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default report/)")
     report.add_argument("--experiments-dir", type=Path, default=None,
                         help="per-run directories (default: experiments/ beside results_dir)")
     report.add_argument("--only", action="append", metavar="EXPERIMENT", help="report only this experiment (repeatable)")
+    report.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                        help="multiple-comparison correction of the paired tests in each table: Holm "
+                             "(family-wise, default) or Benjamini-Hochberg (false discovery rate)")
     sub.add_parser("configs", help="list the packaged configs")
     lopt_cli.add_subcommand(sub)
     data_cli.add_subcommand(sub)
@@ -161,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from antireg.report import write_report
 
-    paths = write_report(args.results_dir, args.out, args.experiments_dir, args.only)
+    paths = write_report(args.results_dir, args.out, args.experiments_dir, args.only, args.correction)
     print(f"Report: {paths.html} and {paths.markdown} ({len(paths.figures)} figure files)")
     return 0
 

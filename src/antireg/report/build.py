@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from antireg.experiments.errors import ReportError
 from antireg.experiments.storage import StorageError, atomic_write_text, paper_configs
 from antireg.report import figures, tables
@@ -52,7 +54,7 @@ def _clamp_note(exp: Experiment) -> str:
     )
 
 
-def _experiment_blocks(exp: Experiment, fig_dir: Path, written: list[Path]) -> list[Block]:
+def _experiment_blocks(exp: Experiment, fig_dir: Path, written: list[Path], correction: tables.Correction) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, exp.name),
         Text(_overview(exp)),
@@ -60,10 +62,10 @@ def _experiment_blocks(exp: Experiment, fig_dir: Path, written: list[Path]) -> l
         _figure(figures.headline_figure(exp), fig_dir / f"{exp.name}_headline",
                 f"{exp.name}: {exp.headline} vs n (log), mean with 95% CI band over seeds.", written),
         Heading(3, "Tables"),
-        Text(tables.TABLE_NOTE),
+        Text(tables.table_note(correction)),
     ]  # fmt: skip
     for metric in exp.test_metrics:
-        blocks += [tables.metric_table(exp, metric, opt) for opt in exp.optimizers]
+        blocks += [tables.metric_table(exp, metric, opt, correction) for opt in exp.optimizers]
     blocks += [tables.hyper_table(exp, opt) for opt in exp.optimizers]
     blocks += [
         Heading(3, "λ(n) used and df/n"),
@@ -90,8 +92,11 @@ def write_report(
     out_dir: str | Path,
     experiments_dir: str | Path | None = None,
     names: list[str] | None = None,
+    correction: tables.Correction = "holm",
 ) -> ReportPaths:
-    """Write ``report.md``, ``report.html`` and ``figures/*.{png,svg}`` into ``out_dir``.
+    """Write ``report.md``, ``report.html``, ``figures/*.{png,svg}`` and, per sweep,
+    ``E_tests.csv`` (paired tests against the baseline: unadjusted and ``correction``-adjusted
+    p-values) into ``out_dir``.
 
     ``results_dir`` holds ``E.csv`` and ``E_summary.csv`` per experiment (all of them are
     reported, or only ``names``). ``experiments_dir`` holds the run folders, read for
@@ -106,7 +111,7 @@ def write_report(
     exps = [] if (papers and (sweep_names == [] or not any(results_dir.glob("*_summary.csv")))) \
         else load_experiments(results_dir, experiments_dir, sweep_names)  # fmt: skip
     try:
-        return _write(results_dir, out_dir, exps, papers)
+        return _write(results_dir, out_dir, exps, papers, correction)
     except StorageError as exc:
         raise ReportError(f"{exc}; the report in {out_dir} was not written") from None
     except OSError as exc:  # a full disk, or an --out that is a file or read-only
@@ -114,7 +119,8 @@ def write_report(
                           f"({getattr(exc, 'filename', None) or out_dir})") from None
 
 
-def _write(results_dir: Path, out_dir: Path, exps: list[Experiment], papers: list[str]) -> ReportPaths:
+def _write(results_dir: Path, out_dir: Path, exps: list[Experiment], papers: list[str],
+           correction: tables.Correction) -> ReportPaths:
     from antireg.paper.report import sections
 
     fig_dir = out_dir / "figures"
@@ -123,7 +129,9 @@ def _write(results_dir: Path, out_dir: Path, exps: list[Experiment], papers: lis
     names_text = ", ".join([e.name for e in exps] + papers)
     blocks: list[Block] = [Heading(1, TITLE), Text(f"Experiments: {names_text}. Source: {results_dir}.")]
     for exp in exps:
-        blocks += _experiment_blocks(exp, fig_dir, written)
+        blocks += _experiment_blocks(exp, fig_dir, written, correction)
+        tests = pd.concat([tables.paired_pvalues(exp, m, correction) for m in exp.test_metrics], ignore_index=True)
+        atomic_write_text(out_dir / f"{exp.name}_tests.csv", tests.to_csv(index=False))
     for name in papers:  # paper experiments (antireg.paper): their tables and curves
         blocks += sections(results_dir, fig_dir, only=name)
     paths = ReportPaths(out_dir / "report.md", out_dir / "report.html", written)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,47 @@ from scipy import stats
 from antireg.report.results import BASELINE, Experiment, chosen_runs, fmt_mean_ci, lower_is_better
 
 ALPHA = 0.05
-TABLE_NOTE = (
-    f"Mean ± 95% CI over seeds; bold: best in its column. † p < {ALPHA:g}, two-sided paired t-test against "
-    f"{BASELINE} over seeds, each seed paired with the {BASELINE} run of its condition (same split, n, "
-    "initialisation and optimizer), at the λ₀ chosen on validation."
-)
+Correction = Literal["holm", "bh"]
+CORRECTIONS = {"holm": "Holm's step-down correction (family-wise error)",
+               "bh": "the Benjamini–Hochberg correction (false discovery rate)"}
+
+
+def table_note(correction: Correction = "holm") -> str:
+    """The caption of the metric tables: what the numbers and the † mark mean."""
+    return (
+        f"Mean ± 95% CI over seeds; bold: best in its column. † adjusted p < {ALPHA:g}: two-sided paired t-test "
+        f"against {BASELINE} over seeds, each seed paired with the {BASELINE} run of its condition (same split, n, "
+        f"initialisation and optimizer), at the λ₀ chosen on validation; p-values adjusted within each table "
+        f"(all its methods × training sizes) by {CORRECTIONS[correction]}. Unadjusted and adjusted p-values are "
+        "in the report folder's *_tests.csv."
+    )
+
+
+def adjust_pvalues(p: np.ndarray, correction: Correction = "holm") -> np.ndarray:
+    """Multiple-comparison adjusted p-values of one family; NaN entries (no test) stay NaN
+    and do not count in the family size m.
+
+    Holm (1979): sort p₍₁₎ ≤ … ≤ p₍ₘ₎, p̃₍ᵢ₎ = maxⱼ≤ᵢ min(1, (m − j + 1) p₍ⱼ₎).
+    Benjamini & Hochberg (1995): scipy's ``false_discovery_control(p, method="bh")``.
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    if not ok.any():
+        return out
+    if correction == "bh":
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    elif correction == "holm":
+        q = p[ok]
+        order = np.argsort(q, kind="stable")
+        m = len(q)
+        stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q[order]))
+        adjusted = np.empty(m)
+        adjusted[order] = stepped
+        out[ok] = adjusted
+    else:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    return out
 
 
 @dataclass
@@ -31,9 +68,10 @@ class Table:
     bold: set[tuple[int, int]] = field(default_factory=set)
 
 
-def paired_pvalues(exp: Experiment, metric: str) -> pd.DataFrame:
-    """Per label × optimizer × fraction (baseline excluded): number of seed pairs and the
-    two-sided paired t-test p-value of ``metric`` against the condition's baseline run.
+def paired_pvalues(exp: Experiment, metric: str, correction: Correction = "holm") -> pd.DataFrame:
+    """Per label × optimizer × fraction (baseline excluded): number of seed pairs, the
+    two-sided paired t-test p-value of ``metric`` against the condition's baseline run,
+    and ``p_adjusted`` (:func:`adjust_pvalues` within each optimizer's table).
 
     A t-test rather than Wilcoxon: with the usual 3–5 seeds the signed-rank test
     cannot reach p < 0.05 at all.
@@ -46,7 +84,13 @@ def paired_pvalues(exp: Experiment, metric: str) -> pd.DataFrame:
         g = g[np.isfinite(g[metric]) & np.isfinite(g[f"{metric}_base"])]
         rows.append({"label": lab, "optimizer": opt, "fraction": frac, "n_pairs": len(g),
                      "p_value": _paired_p(g[metric].to_numpy(), g[f"{metric}_base"].to_numpy())})  # fmt: skip
-    return pd.DataFrame(rows, columns=["label", "optimizer", "fraction", "n_pairs", "p_value"])
+    out = pd.DataFrame(rows, columns=["label", "optimizer", "fraction", "n_pairs", "p_value"])
+    out["p_adjusted"] = np.nan
+    for _, idx in out.groupby("optimizer", sort=False).groups.items():
+        out.loc[idx, "p_adjusted"] = adjust_pvalues(out.loc[idx, "p_value"].to_numpy(), correction)
+    out.insert(0, "metric", metric)
+    out["correction"] = correction
+    return out
 
 
 def _paired_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,10 +110,11 @@ def _columns(exp: Experiment, optimizer: str) -> tuple[pd.DataFrame, list[float]
     return s, fracs, [f"{f:g} (n={n[f]})" for f in fracs]
 
 
-def metric_table(exp: Experiment, metric: str, optimizer: str) -> Table:
-    """``metric`` mean ± CI, rows = method/ablation, columns = training fraction."""
+def metric_table(exp: Experiment, metric: str, optimizer: str, correction: Correction = "holm") -> Table:
+    """``metric`` mean ± CI, rows = method/ablation, columns = training fraction; † where the
+    adjusted paired p-value against the baseline is below ``ALPHA``."""
     s, fracs, header = _columns(exp, optimizer)
-    p = paired_pvalues(exp, metric).set_index(["label", "optimizer", "fraction"])["p_value"]
+    p = paired_pvalues(exp, metric, correction).set_index(["label", "optimizer", "fraction"])["p_adjusted"]
     mean = s.pivot(index="label", columns="fraction", values=f"{metric}_mean").reindex(index=exp.labels, columns=fracs)
     ci = s.pivot(index="label", columns="fraction", values=f"{metric}_ci95").reindex(index=exp.labels, columns=fracs)
     mean = mean.dropna(how="all")
