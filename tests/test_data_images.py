@@ -1,4 +1,5 @@
-"""Image loaders on generated files: CIFAR-10 batches, the restricted unpickler, IDX parsing, digits."""
+"""Image loaders on generated files: CIFAR-10 batches, the restricted unpickler, IDX parsing, digits;
+MNIST on the genuine files: the 60000 training images, tested on t10k only."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 import antireg.data.files as files
 import antireg.data.images as images
-from antireg.data import DataError, load_dataset
+from antireg.data import DataError, Dataset, load_dataset, make_split
 from antireg.data.files import extract_tar
 from antireg.data.images import CIFAR_BATCHES, IDX_IMAGES, IDX_LABELS, read_cifar_batch, read_idx, restricted_load
 
@@ -224,6 +225,108 @@ def test_idx_damaged_gzip_is_rejected(tmp_path, damage):
     path.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"plain bytes" + raw)
     with pytest.raises(DataError, match="gzip"):
         read_idx(path, IDX_IMAGES)
+
+
+# ------------------------------------------------------------------------- MNIST
+
+SHARED = Path(os.environ.get("ANTIREG_DATA_DIR", "/work/shared/data"))
+MNIST_PARTS = {part: tuple(spec.relpath for spec in specs) for part, specs in images.MNIST_FILES.items()}
+# label counts per digit 0..9 in ../shared/data/MANIFEST.md
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _genuine(*relpaths: str) -> Path:
+    for rel in relpaths:
+        if not (SHARED / rel).is_file():
+            pytest.skip(f"genuine MNIST file {SHARED / rel} not available (set ANTIREG_DATA_DIR)")
+    return SHARED
+
+
+def write_mnist(root: Path, n_train: int = 50, n_test: int = 20) -> None:
+    """Tiny IDX files in the official layout; pixel (0, 0) marks the source: 1 train, 2 t10k."""
+    rng = np.random.default_rng(0)
+    for part, n, mark in (("train", n_train, 1), ("t10k", n_test, 2)):
+        x = rng.integers(3, 256, size=(n, 28, 28))
+        x[:, 0, 0] = mark
+        image_rel, label_rel = MNIST_PARTS[part]
+        (root / image_rel).parent.mkdir(parents=True, exist_ok=True)
+        write_idx(root / image_rel, IDX_IMAGES, x)
+        write_idx(root / label_rel, IDX_LABELS, np.arange(n) % 10)
+
+
+def test_mnist_is_the_60000_training_images_then_t10k():
+    """Checksums verified (the default), every row traced to its source file, label counts as published."""
+    root = _genuine(*MNIST_PARTS["train"], *MNIST_PARTS["t10k"])
+    ds = load_dataset("mnist", root)
+    assert ds.X.shape == (70000, 1, 28, 28) and ds.meta["test_rows"] == range(60000, 70000)
+    train_x = read_idx(root / MNIST_PARTS["train"][0], IDX_IMAGES)
+    test_y = read_idx(root / MNIST_PARTS["t10k"][1], IDX_LABELS)
+    np.testing.assert_array_equal(np.rint(ds.X[:60000:997, 0] * 255), train_x[::997])
+    np.testing.assert_array_equal(ds.y[60000:], test_y)
+    assert np.bincount(ds.y[:60000]).tolist() == TRAIN_COUNTS
+    assert np.bincount(ds.y[60000:]).tolist() == TEST_COUNTS
+
+
+def _split_keeps_test_rows() -> bool:
+    ds = Dataset("probe", np.zeros((10, 1)), np.zeros(10), "regression", meta={"test_rows": range(8, 10)})
+    try:
+        return set(make_split(ds, 0, test_frac=0.2).idx_test) == {8, 9}
+    except DataError:
+        return False
+
+
+needs_split = pytest.mark.skipif(not _split_keeps_test_rows(),
+                                 reason="make_split does not yet honour meta['test_rows'] (issue 12 part 7)")
+
+
+@needs_split
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_mnist_split_tests_on_t10k_and_trains_on_train_files_only(tmp_path, seed):
+    write_mnist(tmp_path)
+    ds = load_dataset("mnist", tmp_path, verify=False)
+    assert ds.meta["test_rows"] == range(50, 70)
+    for fraction in (0.25, 1.0):
+        sp = make_split(ds, seed, fraction, val_frac=0.2, test_frac=20 / 70, standardize=False)
+        assert sorted(sp.idx_test) == list(range(50, 70))
+        assert (sp.X_test[:, 0, 0, 0] * 255 == 2).all()  # every test image comes from the t10k file
+        assert (sp.X_train[:, 0, 0, 0] * 255 == 1).all() and (sp.X_val[:, 0, 0, 0] * 255 == 1).all()
+        assert not set(sp.idx_train) & set(sp.idx_val) and max(*sp.idx_train, *sp.idx_val) < 50
+        assert sp.n_train == round(fraction * (70 - 20 - 14))
+
+
+@needs_split
+def test_mnist_split_with_a_test_frac_other_than_t10k_is_refused(tmp_path):
+    write_mnist(tmp_path)
+    ds = load_dataset("mnist", tmp_path, verify=False)
+    with pytest.raises(DataError, match=r"own test set of 20 .*split.test_frac to 0.285714285714"):
+        make_split(ds, 0, 0.5, val_frac=0.2, test_frac=0.15)
+
+
+def test_mnist_cls_config_tests_on_exactly_the_t10k_images():
+    from antireg.data import n_train_for
+    from antireg.experiments.config import load_config
+
+    cfg = load_config("mnist_cls")
+    assert cfg.dataset.name == "mnist" and round(cfg.split.test_frac * 70000) == 10000
+    assert [n_train_for(70000, f, cfg.split.val_frac, cfg.split.test_frac) for f in cfg.fractions] == \
+        [round(f * (60000 - round(cfg.split.val_frac * 70000))) for f in cfg.fractions]
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_mnist_without_genuine_training_files_names_the_file(tmp_path, damage):
+    root = _genuine(*MNIST_PARTS["t10k"])
+    for rel in MNIST_PARTS["t10k"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, tmp_path / rel)
+    write_mnist(tmp_path / "fake")  # valid IDX files, but not the published ones
+    images_rel = MNIST_PARTS["train"][0]
+    shutil.copyfile(tmp_path / "fake" / MNIST_PARTS["train"][1], tmp_path / MNIST_PARTS["train"][1])
+    if damage == "corrupt":
+        shutil.copyfile(tmp_path / "fake" / images_rel, tmp_path / images_rel)
+    with pytest.raises(DataError, match="not found" if damage == "missing" else "failed verification") as info:
+        load_dataset("mnist", tmp_path)
+    assert str(tmp_path / images_rel) in str(info.value) or str(tmp_path / MNIST_PARTS["train"][1]) in str(info.value)
 
 
 # ------------------------------------------------------------------------- digits

@@ -1,12 +1,14 @@
 """Image classification data: MNIST (IDX files), CIFAR-10 (python batches), sklearn digits.
 
-Images are returned as float32 in [0, 1] with shape (n, C, H, W). For MNIST and
-CIFAR-10 the official train and test files are pooled into one data set, which
-:func:`antireg.data.make_split` divides like any other (the project's protocol
-draws its own train/val/test split per seed); ``mnist_t10k`` pools the 10000
-official test images alone, for machines without the MNIST training images, and
-``mnist_train`` the 60000 official training images alone (Kobak's MNIST experiment
-draws its training sets from them and tests on t10k).
+Images are returned as float32 in [0, 1] with shape (n, C, H, W). ``mnist`` holds the
+60000 official training images followed by the 10000 official test (t10k) images and
+marks the latter as its own test set, ``meta["test_rows"]``: the split keeps exactly those
+rows for testing and draws validation and training only from the training files, so the
+two are disjoint by construction. CIFAR-10's train and test batches are pooled into one
+data set, which :func:`antireg.data.make_split` divides like any other. ``mnist_t10k``
+is the 10000 official test images alone, for machines without the MNIST training
+images, and ``mnist_train`` the 60000 official training images alone (Kobak's MNIST
+experiment draws its training sets from them and tests on t10k).
 """
 
 from __future__ import annotations
@@ -87,8 +89,10 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def _load_mnist(name: str, parts: tuple[str, ...], data_dir: Path, download: bool, verify: bool) -> Dataset:
-    images, labels = [], []
+def _load_mnist(name: str, parts: tuple[str, ...], data_dir: Path, download: bool, verify: bool,
+                test_part: str | None = None) -> Dataset:
+    """The official ``parts`` in order; the rows of ``test_part`` become ``meta["test_rows"]``."""
+    images, labels, meta = [], [], {}
     for part in parts:
         image_spec, label_spec = MNIST_FILES[part]
         x = read_idx(require(image_spec, data_dir, download_missing=download, check=verify), IDX_IMAGES)
@@ -96,15 +100,23 @@ def _load_mnist(name: str, parts: tuple[str, ...], data_dir: Path, download: boo
         if len(x) != len(y) or x.shape[1:] != (28, 28) or y.max(initial=0) > 9:
             raise DataError(f"MNIST {part} files under {data_dir / 'mnist'} do not match: "
                             f"images {x.shape}, labels {y.shape} with maximum {y.max(initial=0)}")
+        if part == test_part:
+            start = sum(map(len, images))
+            meta["test_rows"] = range(start, start + len(x))
         images.append(x)
         labels.append(y)
     return Dataset(name, _unit_images(np.concatenate(images), 255.0, (1, 28, 28)),
-                   np.concatenate(labels).astype(np.int64), "classification", n_classes=10)
+                   np.concatenate(labels).astype(np.int64), "classification", n_classes=10, meta=meta)
 
 
 def load_mnist(data_dir: Path, download: bool = False, verify: bool = True) -> Dataset:
-    """MNIST, official train (60000) and test (10000) files pooled: 70000 x 1 x 28 x 28."""
-    return _load_mnist("mnist", ("train", "t10k"), data_dir, download, verify)
+    """MNIST as published: the official training file (60000 images, rows 0..59999) then the
+    official test file (10000 t10k images, rows 60000..69999), 70000 x 1 x 28 x 28.
+
+    ``meta["test_rows"]`` is ``range(60000, 70000)``: the split tests on exactly the t10k images
+    and draws validation and training from the training file only.  Both files are verified by
+    sha256 (``verify=True``); missing or corrupt training files are a DataError naming the path."""
+    return _load_mnist("mnist", ("train", "t10k"), data_dir, download, verify, test_part="t10k")
 
 
 def load_mnist_train(data_dir: Path, download: bool = False, verify: bool = True) -> Dataset:
