@@ -117,16 +117,15 @@ def test_selectors_and_plug_ins_match_oracles():
 
 
 def test_noise_variance_when_ols_interpolates():
-    """p > n: sigma^2 from the positive optimum's residuals, RSS / (n - 1 - df), against sklearn Ridge."""
+    """p > n: sigma^2 is the positive optimum's LOO error, against a brute-force leave-one-out refit."""
     rng = np.random.default_rng(2)
     X = rng.standard_normal((20, 40))
     y = X[:, 0] + 0.5 * rng.standard_normal(20)
-    pos = RidgeCV(alphas=[5.0]).fit(X, y)
+    pos = RidgeCV(alphas=[0.5, 5.0, 50.0]).fit(X, y)
     got, source = noise_variance(X, y, pos)
-    Xc = X - X.mean(0)
-    df = np.trace(Xc @ np.linalg.solve(Xc.T @ Xc + 5.0 * np.eye(40), Xc.T))
-    resid = y - Ridge(alpha=5.0).fit(X, y).predict(X)
-    assert got == pytest.approx(resid @ resid / (20 - 1 - df), rel=1e-8)
+    errors = [y[i] - Ridge(alpha=pos.alpha_).fit(np.delete(X, i, 0), np.delete(y, i)).predict(X[i:i + 1])[0]
+              for i in range(20)]
+    assert got == pytest.approx(np.mean(np.square(errors)), rel=1e-8)
     assert "OLS interpolates" in source
 
 

@@ -62,10 +62,10 @@ class Advice:
     kfold: Selection
     alpha_bound: float  # -s_min^2 (infeasible at or below), sklearn scale
     alpha_safe: float  # -(1 - eta) s_min^2, the lowest alpha on the grid
-    sigma2: float | None
+    sigma2: float
     sigma2_source: str
-    sign_switch: float | None
-    weak_share: float | None
+    sign_switch: float
+    weak_share: float
     gain_pct: float
     gain_ci: tuple[float, float]
     supported: bool
@@ -94,27 +94,24 @@ class Advice:
 
         lo, hi = self.gain_ci
         scaled = "standardised" if self.standardized else "kept on their own scales (--no-standardize)"
-        if self.sign_switch is None:
-            switch = "sign-switch plug-in dR/da at the positive optimum: not available (no noise variance estimate)"
-        else:
-            verdict = ("> 0: a negative adjustment is locally predicted to help" if self.sign_switch > 0
-                       else "<= 0: no")
-            switch = f"sign-switch plug-in dR/da at the positive optimum: {self.sign_switch:.4g} ({verdict})"
-        weak = ("not available" if self.weak_share is None else f"{self.weak_share:.3f}")
-        sigma = ("not available" if self.sigma2 is None else f"{self.sigma2:.4g}")
+        lam0 = alpha_to_lambda(self.alpha_pos, self.n)
+        switch = ("> 0: a negative adjustment is locally predicted to help" if self.sign_switch > 0
+                  else "<= 0: a negative adjustment is not predicted to help")
         return [
             f"data: n = {self.n}, p = {self.p} (after one-hot), features {scaled}",
             "scales: alpha is sklearn's (||y - Xw||^2 + alpha ||w||^2); lambda = alpha / n is v4's per-sample "
             "scale (Sigma_hat + lambda I); df/n excludes the intercept",
             self._selection(self.positive),
             self._selection(self.loo),
-            f"noise variance sigma^2 = {sigma} ({self.sigma2_source})",
+            f"noise variance sigma^2 = {self.sigma2:.4g} ({self.sigma2_source})",
             self._selection(self.sure),
             self._selection(self.kfold),
-            f"spectral bound: alpha > {self.alpha_bound:.4g} (lambda > {alpha_to_lambda(self.alpha_bound, self.n):.4g}); "
-            f"grid down to the safe alpha = {self.alpha_safe:.4g}",
-            switch,
-            f"weak-spectrum share rho_W (per-sample eigenvalue <= {WEAK_KAPPA}): {weak}",
+            f"spectral bound: alpha > {self.alpha_bound:.4g} "
+            f"(lambda > {alpha_to_lambda(self.alpha_bound, self.n):.4g}); grid down to the safe alpha = "
+            f"{self.alpha_safe:.4g}",
+            f"sign-switch plug-in dR/da at the positive optimum lambda_0 = {lam0:.4g}: {self.sign_switch:.4g} "
+            f"({switch}; a plug-in indication, the verdict rests on the gain)",
+            f"weak-spectrum share rho_W at lambda_0 (per-sample eigenvalue <= {WEAK_KAPPA}): {self.weak_share:.3f}",
             f"gain of negative-capable (LOO) over positive-only (nested repeated {FOLDS}-fold CV): "
             f"{self.gain_pct:.2f}% [95% CI {lo:.2f}%, {hi:.2f}%]",
             f"verdict: negative regularization {'is' if self.supported else 'is not'} supported by these data "
@@ -238,27 +235,19 @@ def gain_interval(X: np.ndarray, y: np.ndarray, *, folds: int = FOLDS, repeats: 
     return m * scale, ((m - half) * scale, (m + half) * scale), diff
 
 
-def noise_variance(X: np.ndarray, y: np.ndarray, positive) -> tuple[float | None, str]:
-    """sigma^2 for SURE and the plug-in: the OLS residual variance
-    (:func:`antireg.linear.estimate_noise_variance`, v4) when n > rank + 1; else (OLS interpolates)
-    the residual variance of the positive LOO optimum, RSS / (n - 1 - df), or None if that
-    interpolates too."""
+def noise_variance(X: np.ndarray, y: np.ndarray, positive) -> tuple[float, str]:
+    """sigma^2 for SURE and the plug-ins: the OLS residual variance
+    (:func:`antireg.linear.estimate_noise_variance`, v4) when n > rank + 1.  Otherwise OLS
+    interpolates and no residual degrees of freedom are left; then the LOO error of the positive
+    optimum, which estimates sigma^2 plus the excess risk: an upper bound, conservative for the
+    question asked (a larger sigma^2 penalises df more, so SURE leans towards alpha >= 0)."""
     from antireg.linear import estimate_noise_variance
 
     try:
         return float(estimate_noise_variance(X, y)), "OLS residuals, antireg.linear.estimate_noise_variance"
     except ValueError:
-        pass
-    from antireg.spectral import dof, gram_spectrum
-
-    df = float(dof(gram_spectrum(X, True), positive.alpha_))
-    resid = y - positive.predict(X)
-    left = len(y) - 1 - df
-    if left < 0.5:
-        return None, "n <= rank + 1 and the positive optimum interpolates: no residual degrees of freedom"
-    return (float(resid @ resid / left),
-            f"n <= rank + 1, so OLS interpolates: residuals of the positive optimum, RSS/(n - 1 - df) with "
-            f"{left:.1f} degrees of freedom; unreliable when that is small")
+        return (float(-positive.best_score_),
+                "n <= rank + 1, so OLS interpolates: upper bound, the LOO error of the positive optimum")
 
 
 def _try_select(name: str, make, X: np.ndarray, y: np.ndarray, note: str = "") -> Selection:
@@ -289,21 +278,16 @@ def advise(X_raw: np.ndarray, y: np.ndarray, *, seed: int = 0, repeats: int = 3,
     loo = Selection("negative-capable ARRidgeCV (LOO)", float(neg.alpha_), float(neg.dof_),
                     "edge of grid" if neg.alpha_ in (neg.alphas_[0], neg.alphas_[-1]) else "")
     sigma2, sigma2_source = noise_variance(X, y, pos)
-    if sigma2 is None:
-        sure = Selection("negative-capable ARRidgeCV (SURE)", None, note="no noise variance estimate")
-    else:
-        sure = _try_select("negative-capable ARRidgeCV (SURE)",
-                           lambda: ARRidgeCV(criterion="sure", noise_variance=sigma2), X, y)
+    sure = _try_select("negative-capable ARRidgeCV (SURE)",
+                       lambda: ARRidgeCV(criterion="sure", noise_variance=sigma2), X, y)
     k = min(FOLDS, n)
     kfold = _try_select(f"negative-capable ARRidgeCV ({k}-fold CV, R^2)",
                         lambda: ARRidgeCV(cv=KFold(k, shuffle=True, random_state=seed)), X, y)
 
-    switch = weak = None
     tau0 = alpha_to_lambda(pos.alpha_, n)  # the positive optimum, per-sample scale
-    if sigma2 is not None:
-        est = plug_in(X, y, sigma2=sigma2)  # mu = s^2/n, beta = V^T beta_OLS (min-norm), in Sigma_hat's eigenbasis
-        switch = sign_switch(tau0, est.mu, est.beta, est.sigma2, est.n)
-        weak = weak_spectrum(est.mu, est.beta, tau0, WEAK_KAPPA).rho_W
+    est = plug_in(X, y, sigma2=sigma2)  # mu = s^2/n, beta = V^T beta_OLS (min-norm), in Sigma_hat's eigenbasis
+    switch = sign_switch(tau0, est.mu, est.beta, est.sigma2, est.n)
+    weak = weak_spectrum(est.mu, est.beta, tau0, WEAK_KAPPA).rho_W
     gain, ci, _ = gain_interval(X_raw, y, repeats=repeats, seed=seed, standardize=standardize)
     if ci[0] > 0 and neg.alpha_ < 0:
         supported, reason = True, (f"the 95% lower bound of the gain, {ci[0]:.2f}%, is above 0 and the "
@@ -315,7 +299,7 @@ def advise(X_raw: np.ndarray, y: np.ndarray, *, seed: int = 0, repeats: int = 3,
     alphas = neg.alphas_
     curve = {"alphas": alphas, "loo": neg.cv_results_.mean(axis=0), "bound": -float(eigs.min()),
              "alpha_pos": pos.alpha_, "alpha_neg": neg.alpha_,
-             "sure": None if sigma2 is None else sure_curve(X, y, alpha_to_lambda(alphas, n), sigma2, True)}
+             "sure": sure_curve(X, y, alpha_to_lambda(alphas, n), sigma2, True)}
     if sure.alpha is not None:
         curve["alpha_sure"] = sure.alpha
     return Advice(n, p, standardize, positive, loo, sure, kfold, curve["bound"], float(neg.alpha_min_), sigma2,
@@ -342,8 +326,8 @@ def write_report(advice: Advice, out: Path, title: str) -> Path:
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     ax.plot(x, c["loo"], label="LOO (ARRidgeCV)")
-    if c["sure"] is not None:  # SURE estimates the error less sigma^2; shifted to be comparable with LOO
-        ax.plot(x, c["sure"] + advice.sigma2, label="SURE + sigma^2 (estimated sigma^2)")
+    # SURE estimates the prediction error less sigma^2; shifted to be comparable with LOO
+    ax.plot(x, c["sure"] + advice.sigma2, label="SURE + sigma^2 (estimated sigma^2)")
     xb = -np.log10(1 + abs(bound))
     ax.axvspan(min(x.min(), xb) - 0.3, xb, color="0.85", label="infeasible: alpha <= -s_min^2")
     for key, style, lab in (("alpha_pos", "g--", "positive-only optimum"), ("alpha_neg", "r-", "LOO optimum"),
