@@ -85,7 +85,8 @@ def test_ridge_path_matches_sklearn_for_positive_and_explicit_solves_for_negativ
         np.testing.assert_allclose(coefs[:, j], ref, atol=1e-8)
     # one target as a vector gives (p, m) and (m,)
     c1, i1, _ = ridge_path(X, Y[:, 0], alphas, fit_intercept=True)
-    np.testing.assert_allclose(c1, coefs[:, :, 0]) and np.testing.assert_allclose(i1, intercepts[:, 0])
+    np.testing.assert_allclose(c1, coefs[:, :, 0])
+    np.testing.assert_allclose(i1, intercepts[:, 0])
 
 
 def test_lambda_grid_is_increasing_and_stops_at_the_safety_bound():
@@ -249,8 +250,8 @@ def test_driver_writes_the_tables_and_figures(tmp_path):
         assert dot.get_ydata()[0] == pytest.approx(g.nmse_mean.min())
         assert bound.get_xdata()[0] == g.lambda_bound.iloc[0] and bound.get_linestyle() == "--"
     scan = bx.lines[0]
-    np.testing.assert_array_equal(scan.get_xdata(), opt.p) and np.testing.assert_array_equal(scan.get_ydata(),
-                                                                                             opt.lambda_opt)
+    np.testing.assert_array_equal(scan.get_xdata(), opt.p)
+    np.testing.assert_array_equal(scan.get_ydata(), opt.lambda_opt)
     zero = [ln for ln in bx.lines if ln.get_linestyle() == "--"]
     assert len(zero) == 1 and list(zero[0].get_ydata()) == [0, 0] and bx.get_yscale() == "symlog"
     assert "sklearn α" in ax.get_xlabel() and "n = 64" in bx.get_xlabel()

@@ -116,14 +116,16 @@ def test_exp2_figure_bias_terms_sum_to_B_and_bars_are_the_shares(tmp_path):
     for a, g in dirs.groupby("alignment"):
         assert g.bias_term[g.weak].sum() == pytest.approx(stats.loc[a, "B_W"])
         assert g.bias_term[~g.weak].sum() == pytest.approx(stats.loc[a, "B_S"])
-        np.testing.assert_array_equal(g.mu, MU) and np.testing.assert_array_equal(g.beta, PAT[a])
+        np.testing.assert_array_equal(g.mu, MU)
+        np.testing.assert_array_equal(g.beta, PAT[a])
     fig = EXPERIMENTS["v4_exp2"].figure(res.tables["v4_exp2"], dirs)
     ax, bx = fig.axes
     assert [ln.get_label() for ln in ax.lines] == list(PAT)
     (weak,) = _by_gid(ax, "weak")
     assert _x_range(weak)[1] == pytest.approx(0.2)  # κ
     a_share, m_share, b_share = ([r.get_height() for r in c] for c in bx.containers)
-    np.testing.assert_allclose(b_share, stats.weak_bias_share) and np.testing.assert_allclose(a_share, stats.rho_W)
+    np.testing.assert_allclose(b_share, stats.weak_bias_share)
+    np.testing.assert_allclose(a_share, stats.rho_W)
     np.testing.assert_allclose(m_share, stats.M_W / (stats.M_W + stats.M_S))
 
 
@@ -160,10 +162,11 @@ def test_exp4_figure_shows_each_selector_and_the_paired_difference(tmp_path):
     assert len(fig.axes) == 3  # one panel per scenario + the paired differences
     for ax, (_, g) in zip(fig.axes[:2], t.groupby(["alignment", "noise_std", "tau0"], sort=False)):
         pos, neg = (np.asarray(c.lines[0].get_ydata(), float) for c in ax.containers)
-        np.testing.assert_allclose(pos, g.positive_only_test_mse) and np.testing.assert_allclose(
-            neg, g.negative_capable_test_mse)
+        np.testing.assert_allclose(pos, g.positive_only_test_mse)
+        np.testing.assert_allclose(neg, g.negative_capable_test_mse)
     diff = fig.axes[2]
     for c, sel in zip(diff.containers, ["sure_true_sigma", "sure_estimated_sigma", "loo"]):
-        np.testing.assert_allclose(np.asarray(c.lines[0].get_ydata(), float), t[t.selector == sel].diff_negative_minus_positive)
+        np.testing.assert_allclose(np.asarray(c.lines[0].get_ydata(), float),
+                                   t[t.selector == sel].diff_negative_minus_positive)
     (png, _, _), = EXPERIMENTS["v4_exp4"].figures({"v4_exp4": t}, tmp_path)
     assert png.stat().st_size > 10_000

@@ -152,7 +152,8 @@ class Exp2:
     """Weak-spectrum statistics (population) for the three patterns at λ = −0.02.
 
     Tables: ``v4_exp2`` (the statistics per alignment) and ``v4_exp2_directions`` (per eigendirection
-    j: μⱼ, βⱼ, whether j ∈ W, and its bias term μⱼλ²βⱼ²/(μⱼ+λ)², whose sums over W and S are B_W, B_S).
+    j: μⱼ, βⱼ, whether j ∈ W, and its bias term μⱼλ²βⱼ²/(μⱼ+λ)², whose sums over W and S are B_W
+    and B_S).
     """
 
     Options = Exp2Options
@@ -185,12 +186,14 @@ class Exp2:
         kappa, lam = float(stats.kappa.iloc[0]), float(stats["lambda"].iloc[0])
         for a, g in dirs.groupby("alignment", sort=False):
             ax.plot(g.mu, g.bias_term, "o-", ms=4, label=a)
-        ax.axvspan(dirs.mu.min() / 1.5, kappa, color="0.9", zorder=0, label=f"weak W: μ ≤ κ = {kappa:g}", gid="weak")
+        ax.axvspan(dirs.mu.min() / 1.5, kappa, color="0.9", zorder=0, label=f"weak W: μ ≤ κ = {kappa:g}",
+                   gid="weak")
         ax.set(xscale="log", yscale="log", xlabel="population eigenvalue μⱼ",
                ylabel=f"bias term μⱼλ²βⱼ²/(μⱼ+λ)² at λ = {lam:g}", title="bias per eigendirection")
         ax.legend(fontsize=7)
         shares = {"A: Σ_W β² share": stats.A_W / (stats.A_W + stats.A_S),
-                  "M: Σ_W μβ² share": stats.M_W / (stats.M_W + stats.M_S), "B: weak-bias share": stats.weak_bias_share}
+                  "M: Σ_W μβ² share": stats.M_W / (stats.M_W + stats.M_S),
+                  "B: weak-bias share": stats.weak_bias_share}
         x, width = np.arange(len(stats)), 0.8 / len(shares)
         for k, (lab, v) in enumerate(shares.items()):
             bx.bar_label(bx.bar(x + (k - 1) * width, v, width, label=lab), fmt="%.2f", fontsize=6)
