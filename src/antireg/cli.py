@@ -102,20 +102,10 @@ def _configs_text(names: list[str]) -> str:
 
 
 def _print_summary(summary, console) -> None:
-    from rich.table import Table
+    from antireg.report.terminal import summary_lines
 
-    metrics = ["test_rmse"] if "test_rmse_mean" in summary else ["test_accuracy", "test_nll", "test_ece"]
-    table = Table(title=f"{summary['experiment'].iloc[0]}: mean ± 95% CI over seeds, λ₀ chosen on validation")
-    for col in ("method", "ablation", "opt", "fraction", "n", "λ₀", "params", *metrics, "ρ", "r_clip", "r_proj", "diverged"):
-        table.add_column(col, justify="left" if col in ("method", "ablation", "opt") else "right")
-    for _, r in summary.iterrows():
-        table.add_row(
-            r["method"], r["ablation"], r["optimizer"], f"{r['fraction']:g}", str(r["n_train"]), f"{r['lambda0']:g}",
-            r["rule_params"],
-            *(f"{r[m + '_mean']:.4g} ± {r[m + '_ci95']:.2g}" for m in metrics), f"{r['rho_mean']:.3f}",
-            f"{r['r_clip_mean']:.3f}", f"{r['r_proj_mean']:.3f}", f"{r['n_diverged']}/{r['n_seeds']}",
-        )  # fmt: skip
-    console.print(table)
+    for line in summary_lines(summary, console.width):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -151,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.report:
         paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment])
     if not args.quiet:
-        console = Console(width=None if sys.stdout.isatty() else 150)
+        console = Console(width=None if sys.stdout.isatty() else 80)
         _print_summary(result.summary, console)
         for line in edge_warnings(result.summary):
             console.print(line)

@@ -90,11 +90,32 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
         for m in metrics:
             row[f"{m}_mean"] = chosen[m].mean()
             row[f"{m}_ci95"] = _ci95(chosen[m])
+        row["_chosen"] = chosen
         rows.append(row)
     _mark_zero(rows, scores)
+    _paired_differences(rows, df)
     first = ["experiment", "dataset", *GROUP, "n_train", *HYPER, *EDGES, "n_seeds", "n_diverged"]
     out = pd.DataFrame(rows)
     return out[first + [c for c in out.columns if c not in first]] if rows else out
+
+
+DIFF_METRICS = ("test_rmse", "test_accuracy", "test_nll")  # the headline metrics, as differences from erm
+
+
+def _paired_differences(rows: list[dict], df: pd.DataFrame) -> None:
+    """Add ``{m}_diff_mean`` / ``{m}_diff_ci95``: the chosen runs minus the erm run of the same
+    condition (split, n, initialisation, optimizer), paired over seeds; 0 ± 0 for erm itself."""
+    base = df[df["method"] == "erm"].drop_duplicates("condition_id").set_index("condition_id") \
+        if "condition_id" in df else None
+    for row in rows:
+        chosen = row.pop("_chosen")
+        for m in DIFF_METRICS:
+            if base is None or m not in df:
+                continue
+            d = chosen[m].to_numpy() - base[m].reindex(chosen["condition_id"]).to_numpy()
+            d = pd.Series(d[np.isfinite(d)])
+            row[f"{m}_diff_mean"] = d.mean() if len(d) else np.nan
+            row[f"{m}_diff_ci95"] = _ci95(d)
 
 
 def edge_of(value: float, grid) -> str:

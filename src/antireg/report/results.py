@@ -72,7 +72,7 @@ class Experiment:
     @property
     def test_metrics(self) -> list[str]:
         """The summary's test metrics with a known direction, headline first."""
-        names = [c[: -len("_mean")] for c in self.summary.columns if c.startswith("test_") and c.endswith("_mean")]
+        names = [c[: -len("_mean")] for c in self.summary.columns if c.startswith("test_") and c.endswith("_mean") and not c.endswith("_diff_mean")]
         known = [m for m in names if m.split("_", 1)[1] in LOWER_IS_BETTER + HIGHER_IS_BETTER]
         return sorted(known, key=lambda m: m != self.headline)
 
@@ -156,7 +156,7 @@ def load_experiments(
     for name in found:
         runs = _read(results_dir / f"{name}.csv", RUN_COLUMNS)
         summary = _read(results_dir / f"{name}_summary.csv", SUMMARY_COLUMNS)
-        metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("test_") and c.endswith("_mean")]
+        metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("test_") and c.endswith("_mean") and not c.endswith("_diff_mean")]
         if not metrics or any(m not in runs for m in metrics):
             raise ReportError(f"{name}.csv and {name}_summary.csv in {results_dir} do not hold the same test metrics "
                               f"(summary: {', '.join(metrics) or 'none'}); re-run `antireg run` to write both again")
