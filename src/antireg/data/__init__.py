@@ -61,7 +61,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "synthetic": DatasetInfo("regression", (), make_synthetic, "linear-Gaussian; options n, d, noise, seed"),
     "digits": DatasetInfo("classification", (), load_digits, "sklearn digits, 1797 x 1 x 8 x 8 (bundled)"),
     "mnist": DatasetInfo("classification", MNIST_FILES["train"] + MNIST_FILES["t10k"], load_mnist,
-                         "MNIST train + test pooled, 70000 x 1 x 28 x 28"),
+                         "MNIST official train (60000) then t10k (10000, its own test set), 70000 x 1 x 28 x 28"),
     "mnist_t10k": DatasetInfo("classification", MNIST_FILES["t10k"], load_mnist_t10k,
                               "MNIST official test images only, 10000 x 1 x 28 x 28"),
     "mnist_train": DatasetInfo("classification", MNIST_FILES["train"], load_mnist_train,

@@ -108,11 +108,28 @@ def make_split(ds: Dataset, seed: int, fraction: float = 1.0, val_frac: float = 
                test_frac: float = 0.15, standardize: bool = True) -> Split:
     """Split ``ds`` for one seed and training fraction, standardised on the training part.
 
+    A data set with its own test part, ``ds.meta["test_rows"]`` (MNIST's t10k images), keeps it:
+    the test set is exactly those rows, and validation set and training pool are drawn, in the
+    seeded order, from the other rows only. ``test_frac`` must then give that many rows, so that
+    :func:`n_train_for` still gives the training sizes.
+
     Raises DataError when fraction is outside (0, 1], the fractions leave no training pool,
-    the seed is not a non-negative integer, or the data cannot be standardised in float range.
+    the seed is not a non-negative integer, ``test_frac`` does not match the data set's own test
+    part, or the data cannot be standardised in float range.
     """
     n_test, n_val, n_train = _sizes(ds.n, fraction, val_frac, test_frac)
-    order = _order(ds.y, ds.task == "classification", np.random.default_rng(check_int(seed, "seed")))
+    stratify, rng = ds.task == "classification", np.random.default_rng(check_int(seed, "seed"))
+    fixed = ds.meta.get("test_rows")
+    if fixed is None:
+        order = _order(ds.y, stratify, rng)
+    else:
+        fixed = np.asarray(fixed, dtype=np.int64)
+        if len(fixed) != n_test:
+            raise DataError(f"data set {ds.name!r} has its own test set of {len(fixed)} of its {ds.n} rows, but "
+                            f"test_frac = {test_frac} asks for {n_test}; set split.test_frac to "
+                            f"{len(fixed) / ds.n:.12g} ({len(fixed)}/{ds.n})")
+        rest = np.setdiff1d(np.arange(ds.n), fixed)
+        order = np.concatenate([fixed, rest[_order(ds.y[rest], stratify, rng)]])
     idx_test, idx_val = order[:n_test], order[n_test:n_test + n_val]
     idx_train = order[n_test + n_val:][:n_train]
 
