@@ -184,3 +184,18 @@ def test_vectorised_sweep_writes_the_same_run_directories(tmp_path):
     # aggregation reads them the same way
     cols = ["method", "ablation", "optimizer", "lambda0", "n_seeds", "n_diverged"]
     pd.testing.assert_frame_equal(seq.summary[cols], vec.summary[cols])
+
+
+def test_finiteness_is_per_model_and_exact_past_float32_overflow():
+    """A row of finite parameters whose float32 sum overflows is finite; an inf or a NaN
+    anywhere in a row makes that row, and only it, non-finite (numpy's isfinite the oracle)."""
+    specs = _groups(_specs(REG))[0][:4]
+    runs = [prepare(s, DATA) for s in specs]
+    stacked = StackedStep([r.model for r in runs], [r.step for r in runs], runs[0].loss_fn)
+    with torch.no_grad():
+        stacked.flat[0] = 3e38  # finite, but the float32 row sum is inf
+        stacked.flat[1, 5] = math.inf
+        stacked.flat[2, -1] = math.nan
+    want = np.isfinite(stacked.flat.detach().numpy()).all(1)
+    assert want.tolist() == [True, False, False, True]
+    assert stacked.finite().tolist() == want.tolist()

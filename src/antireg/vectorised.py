@@ -4,7 +4,7 @@ The counterpart of :func:`antireg.train.fit` for M runs that share an architectu
 a training size and an optimizer. :func:`torch.func.stack_module_state` stacks the
 models' parameters along a new leading dimension, and one batched pass runs every
 model on its own mini-batch: ``vmap`` over :func:`torch.func.functional_call` for any
-architecture, batched matrix products (``baddbmm``) for MLPs, where they give the
+architecture, batched matrix products (``bmm``, bias and ReLU in place) for MLPs, where they give the
 same numbers several times faster than ``vmap``'s generic linear. Each model keeps its own data, initialisation and batch order, its
 own λ, clipping threshold and trust region (with their counters), and its own
 divergence stop and best-validation checkpoint.
