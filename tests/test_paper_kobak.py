@@ -4,6 +4,7 @@ curves against sklearn and ARRidgeCV(cv=...), the paper's qualitative claim, and
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from antireg.linear import ARRidgeCV
 from antireg.paper import EXPERIMENTS
 from antireg.paper.config import PaperCfg, load_paper_config, validate
 from antireg.paper.driver import run_paper
-from antireg.paper.kobak import (cv_curves, lambda_grid, ridge_path, toy_beta, toy_draw, toy_nmse)
+from antireg.paper.kobak import (cv_curves, lambda_grid, path_fit, path_predict, ridge_path, toy_beta, toy_draw,
+                                 toy_nmse)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANTIREG_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -87,6 +89,34 @@ def test_ridge_path_matches_sklearn_for_positive_and_explicit_solves_for_negativ
     c1, i1, _ = ridge_path(X, Y[:, 0], alphas, fit_intercept=True)
     np.testing.assert_allclose(c1, coefs[:, :, 0])
     np.testing.assert_allclose(i1, intercepts[:, 0])
+
+
+@pytest.mark.parametrize("n, p, t", [(30, 80, 3), (40, 10, 1)])
+def test_path_predict_equals_ridge_path_predictions(n, p, t):
+    rng = np.random.default_rng(5)
+    X, Y, Xt = rng.standard_normal((n, p)), rng.standard_normal((n, t)), rng.standard_normal((7, p))
+    eigs = ridge_path(X, Y, np.zeros(1), fit_intercept=True)[2]
+    alphas = np.array([-0.5 * eigs.min(), 0.0, 0.3, 30.0])
+    coefs, intercepts, _ = ridge_path(X, Y, alphas, fit_intercept=True)
+    x_off, y_off, s, Vt, uty = path_fit(X, Y)
+    got = path_predict((Xt - x_off) @ Vt.T, s, uty, y_off, alphas)
+    np.testing.assert_allclose(got, np.tensordot(Xt, coefs, axes=1) + intercepts, rtol=1e-10, atol=1e-12)
+
+
+def test_cells_are_cheap_json_parameters_without_data():
+    # cells() reads no data and fits nothing (the driver hashes them before it checks its cache)
+    for kind in ("kobak_toy", "kobak_mnist_rff", "kobak_liver"):
+        cells = EXPERIMENTS[kind].cells(_cfg(kind, 3), "/nonexistent/data/dir")
+        assert cells and json.loads(json.dumps(cells)) == cells
+
+
+def test_mnist_rff_rows_do_not_depend_on_the_chunking():
+    if not (SHARED / "mnist/train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("MNIST training images not available")
+    opts = dict(projections=20, n_test=50, grid={"negative_points": 3, "positive_points": 4})
+    one = _rows("kobak_mnist_rff", _cfg("kobak_mnist_rff", 3, chunk=3, **opts), SHARED)
+    split = _rows("kobak_mnist_rff", _cfg("kobak_mnist_rff", 3, chunk=1, **opts), SHARED)
+    pd.testing.assert_frame_equal(one, split)  # one grid from every replication's bound, in every chunk
 
 
 def test_lambda_grid_is_increasing_and_stops_at_the_safety_bound():
@@ -195,7 +225,7 @@ def test_mnist_rff_predictions_match_an_explicit_refit():
     F, y, mu, sd = kobak._mnist_train(Xpool, ypool, W, 0, 1, 64, True)
     assert F.shape == (64, 80) and np.allclose(F.mean(0), 0) and np.allclose(F.std(0), 1)
     Ft = (kobak.rff(Xt, W) - mu) / sd
-    for a in cells[0]["lambdas"]:
+    for a in rows.loc[rows.rep == 1, "lambda"]:
         # p = 80 > n - 1 = 63 (centred rank): a dual-form refit, valid for negative α above the bound
         A, yc = F - F.mean(0), y - y.mean()
         b = A.T @ np.linalg.lstsq(A @ A.T + a * np.eye(64), yc, rcond=None)[0] if a != 0 else np.linalg.pinv(A) @ yc

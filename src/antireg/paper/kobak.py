@@ -16,6 +16,7 @@ interpolator.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
+from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from antireg.paper.config import PaperCfg
 from antireg.paper.plots import lambda_curve, new_figure, save_all, zero_line
 from antireg.spectral import alpha_to_lambda, center_design, safe_alpha_min, thin_svd
+
+# Every compute() works on n ≈ 64-row matrices, where BLAS threads only spin against each other and against
+# other processes (a 64 × 64 eigh on the shared 2-core machine: 14 ms with 2 threads, 0.6 ms with 1);
+# parallelism comes from the driver's --jobs processes instead.
+ONE_BLAS_THREAD = threadpool_limits.wrap(limits=1)
 
 SCALE = "sklearn_alpha"
 EDGE = {"lower": " (on the grid's lower edge: the safety bound)",
@@ -76,6 +83,22 @@ def ridge_path(X: np.ndarray, y: np.ndarray, alphas: np.ndarray, fit_intercept: 
     coefs = (Vt.T @ (f[:, :, None] * uty[:, None, :]).reshape(s.size, -1)).reshape(X.shape[1], alphas.size,
                                                                                    *y.shape[1:])
     return coefs, y_off - np.tensordot(x_off, coefs, axes=1), s**2
+
+
+def path_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One thin SVD of the centred design, kept for every α: ``(x̄, ȳ, s, Vᵀ, Uᵀ(y−ȳ) of shape (r, t))``."""
+    A, x_off, _ = center_design(X, True)
+    y_off = y.mean(axis=0)
+    U, s, Vt = thin_svd(A)
+    return x_off, y_off, s, Vt, (U.T @ (y - y_off)).reshape(s.size, -1)
+
+
+def path_predict(P: np.ndarray, s: np.ndarray, uty: np.ndarray, y_off: np.ndarray, alphas: np.ndarray
+                 ) -> np.ndarray:
+    """Predictions (n_test, m, t) of every α: ``ȳ + P diag(s/(s²+α)) Uᵀ(y−ȳ)`` with ``P = (X_test − x̄)V``,
+    the same as :func:`ridge_path`'s ``X_test β̂(α) + intercept`` without forming the (p, m, t) coefficients."""
+    f = s[:, None] / (s[:, None] ** 2 + alphas[None, :])  # (r, m)
+    return (P @ (f[:, :, None] * uty[:, None, :]).reshape(s.size, -1)).reshape(P.shape[0], alphas.size, -1) + y_off
 
 
 def mean_ci(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +183,7 @@ class Toy:
         return [{"p": p, "curve": p in o["p_curves"], "seed": cfg.seed, "reps": cfg.replications,
                  **{k: o[k] for k in ("n", "rho", "snr", "noise_var", "grid")}} for p in ps]
 
+    @ONE_BLAS_THREAD
     def compute(self, cell: dict, data_dir: Any) -> list[dict]:
         p, n, rho, snr, s2 = cell["p"], cell["n"], cell["rho"], cell["snr"], cell["noise_var"]
         beta = toy_beta(p, rho, snr, s2)
@@ -248,6 +272,7 @@ def rff(pixels: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.concatenate([np.cos(Z), np.sin(Z)], axis=1)
 
 
+@functools.lru_cache(maxsize=1)  # chunks in one process (and the tests) load and standardise once
 def _mnist(data_dir: Any, n_test: int | None, pixels: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from antireg.data import load_dataset
 
@@ -291,31 +316,33 @@ class MnistRff:
 
     def cells(self, cfg: PaperCfg, data_dir: Any) -> list[dict]:
         o = cfg.options
-        Xpool, ypool, _, _ = _mnist(data_dir, 1, o["pixels"])
-        W = _mnist_projection(cfg.seed, o["projections"], o["weight_std"])
-        # the worst smallest nonzero s² over all replications fixes one feasible grid for every chunk
-        s2_min = min(float(thin_svd(center_design(_mnist_train(Xpool, ypool, W, cfg.seed, r, o["n_train"],
-                                                                         o["standardize"])[0])[0])[1]
-                           .min()) ** 2 for r in range(cfg.replications))
-        lams = lambda_grid(s2_min, o["grid"]).tolist()
-        return [{"seed": cfg.seed, "reps": list(range(s, min(s + o["chunk"], cfg.replications))),
-                 "lambdas": lams, "s2_min": s2_min, **{k: o[k] for k in ("n_train", "projections", "weight_std",
-                                                                          "n_test", "pixels", "standardize", "grid")}}
+        return [{"seed": cfg.seed, "replications": cfg.replications,
+                 "reps": list(range(s, min(s + o["chunk"], cfg.replications))),
+                 **{k: o[k] for k in ("n_train", "projections", "weight_std", "n_test", "pixels", "standardize",
+                                      "grid")}}
                 for s in range(0, cfg.replications, o["chunk"])]
 
+    @ONE_BLAS_THREAD
     def compute(self, cell: dict, data_dir: Any) -> list[dict]:
         Xpool, ypool, Xtest, ytest = _mnist(data_dir, cell["n_test"], cell["pixels"])
         W = _mnist_projection(cell["seed"], cell["projections"], cell["weight_std"])
-        Ftest = rff(Xtest, W)
-        lams = np.asarray(cell["lambdas"])
-        rows = []
-        for rep in cell["reps"]:
+        # the worst smallest nonzero s² over ALL replications fixes one feasible grid for every chunk, so each
+        # chunk redoes the other replications' small (n × 2·projections) SVDs; its own fits are kept
+        s2_min, fits = np.inf, {}
+        for rep in range(cell["replications"]):
             F, y, mu, sd = _mnist_train(Xpool, ypool, W, cell["seed"], rep, cell["n_train"], cell["standardize"])
-            coefs, intercepts, eigs = ridge_path(F, y, lams, fit_intercept=True)
-            # standardised test features times coefs, without forming (Ftest - mu) / sd
-            pred = Ftest @ (coefs / sd[:, None]) - (mu / sd) @ coefs + intercepts
-            mse = ((pred - ytest[:, None]) ** 2).mean(axis=0)
-            rows += [{"rep": rep, "lambda": float(a), "test_mse": float(e), "s2_min_rep": float(eigs.min())}
+            fit = path_fit(F, y)
+            s2_min = min(s2_min, float(fit[2].min()) ** 2)
+            if rep in cell["reps"]:
+                fits[rep] = fit, mu, sd
+        lams = lambda_grid(s2_min, cell["grid"])
+        Ftest = rff(Xtest, W)
+        rows = []
+        for rep, ((x_off, y_off, s, Vt, uty), mu, sd) in fits.items():
+            # P = ((Ftest − μ)/σ − x̄)V without forming the standardised (n_test, p) test features
+            P = Ftest @ (Vt.T / sd[:, None]) - (mu / sd + x_off) @ Vt.T
+            mse = ((path_predict(P, s, uty, y_off, lams)[:, :, 0] - ytest[:, None]) ** 2).mean(axis=0)
+            rows += [{"rep": rep, "lambda": float(a), "test_mse": float(e), "s2_min_rep": float(s.min()) ** 2}
                      for a, e in zip(lams, mse)]
         return rows
 
@@ -393,19 +420,31 @@ def _folds(n: int, k: int, seed: int, rep: int) -> list[tuple[np.ndarray, np.nda
                 .split(np.zeros(n)))
 
 
-def cv_curves(X: np.ndarray, Y: np.ndarray, lams: np.ndarray, folds: list) -> np.ndarray:
-    """k-fold CV MSE, shape (m, t): per fold one thin SVD of the centred training design, every α and
-    every response in closed form; the mean over folds of each fold's test MSE (as GridSearchCV scores)."""
-    out = np.zeros((lams.size, Y.shape[1]))
+def fold_fits(X: np.ndarray, Y: np.ndarray, folds: list) -> list[tuple]:
+    """Per fold, what every α's test prediction needs, from one thin SVD of the centred training design:
+    ``(P = (X_test − x̄)V, s, Uᵀ(y−ȳ), ȳ, Y_test)`` (all of size n, never p × m)."""
+    out = []
     for train, test in folds:
-        coefs, intercepts, _ = ridge_path(X[train], Y[train], lams, fit_intercept=True)  # (p, m, t), (m, t)
-        pred = np.tensordot(X[test], coefs, axes=1) + intercepts  # (n_test, m, t)
-        out += ((pred - Y[test][:, None, :]) ** 2).mean(axis=0)
-    return out / len(folds)
+        x_off, y_off, s, Vt, uty = path_fit(X[train], Y[train])
+        out.append(((X[test] - x_off) @ Vt.T, s, uty, y_off, Y[test]))
+    return out
 
 
-def _fold_s2_min(X: np.ndarray, folds: list) -> float:
-    return min(float(thin_svd(center_design(X[tr])[0])[1].min()) ** 2 for tr, _ in folds)
+def cv_mse(fits: list[tuple], lams: np.ndarray) -> np.ndarray:
+    """k-fold CV MSE, shape (m, t): the mean over folds of each fold's test MSE (as GridSearchCV scores)."""
+    return sum(((path_predict(P, s, uty, y_off, lams) - Yt[:, None, :]) ** 2).mean(axis=0)
+               for P, s, uty, y_off, Yt in fits) / len(fits)
+
+
+def cv_curves(X: np.ndarray, Y: np.ndarray, lams: np.ndarray, folds: list) -> np.ndarray:
+    """k-fold CV MSE, shape (m, t), every α and every response in closed form (:func:`fold_fits`)."""
+    return cv_mse(fold_fits(X, Y, folds), lams)
+
+
+def _liver_columns(p: int, genes: str, k: int, seed: int, rep: int) -> np.ndarray:
+    """All genes, or replication ``rep``'s sorted random subset of k."""
+    return np.arange(p) if genes == "all" else np.sort(
+        np.random.default_rng([seed, rep, 50]).choice(p, k, replace=False))
 
 
 class Liver:
@@ -420,30 +459,27 @@ class Liver:
     NOTE = NOTE
 
     def cells(self, cfg: PaperCfg, data_dir: Any) -> list[dict]:
-        X, _, _ = liver_data(data_dir)
-        o, out = cfg.options, []
-        for genes in ("all", "random"):
-            subsets, s2 = [], []
-            for rep in range(cfg.replications):
-                cols = (np.arange(X.shape[1]) if genes == "all" else np.sort(
-                    np.random.default_rng([cfg.seed, rep, 50]).choice(X.shape[1], o["random_genes"], replace=False)))
-                folds = _folds(X.shape[0], o["folds"], cfg.seed, rep)
-                s2.append(_fold_s2_min(X[:, cols], folds))
-                subsets.append(None if genes == "all" else cols.tolist())
-            lams = lambda_grid(min(s2), o["grid"]).tolist()
-            out += [{"genes": genes, "rep": rep, "columns": subsets[rep], "lambdas": lams, "seed": cfg.seed,
-                     "folds": o["folds"], "s2_min": min(s2)} for rep in range(cfg.replications)]
-        return out
+        # one cell per gene set: its λ grid needs the worst s²_min over every replication's folds
+        o = cfg.options
+        return [{"genes": genes, "reps": cfg.replications, "seed": cfg.seed, "folds": o["folds"],
+                 "random_genes": o["random_genes"], "grid": o["grid"]} for genes in ("all", "random")]
 
+    @ONE_BLAS_THREAD
     def compute(self, cell: dict, data_dir: Any) -> list[dict]:
         X, Y, names = liver_data(data_dir)
-        if cell["columns"] is not None:
-            X = X[:, cell["columns"]]
-        lams = np.asarray(cell["lambdas"])
-        cv = cv_curves(X, Y, lams, _folds(X.shape[0], cell["folds"], cell["seed"], cell["rep"]))
-        label = f"all {X.shape[1]}" if cell["columns"] is None else f"random {X.shape[1]}"
-        return [{"genes": label, "rep": cell["rep"], "response": names[k], "lambda": float(a), "cv_mse": float(cv[j, k]),
-                 "s2_min": cell["s2_min"]} for k in range(len(names)) for j, a in enumerate(lams)]
+        fits, labels = [], []
+        for rep in range(cell["reps"]):  # one SVD per fold, for the bound and every α
+            cols = _liver_columns(X.shape[1], cell["genes"], cell["random_genes"], cell["seed"], rep)
+            fits.append(fold_fits(X[:, cols], Y, _folds(X.shape[0], cell["folds"], cell["seed"], rep)))
+            labels.append(f"{cell['genes']} {cols.size}")
+        s2_min = min(float(f[1].min()) ** 2 for rep in fits for f in rep)
+        lams = lambda_grid(s2_min, cell["grid"])
+        rows = []
+        for rep, (rep_fits, label) in enumerate(zip(fits, labels)):
+            cv = cv_mse(rep_fits, lams)
+            rows += [{"genes": label, "rep": rep, "response": names[k], "lambda": float(a), "cv_mse": float(cv[j, k]),
+                      "s2_min": s2_min} for k in range(len(names)) for j, a in enumerate(lams)]
+        return rows
 
     def tables(self, rows: pd.DataFrame, cfg: PaperCfg) -> dict[str, pd.DataFrame]:
         grid, n_train = cfg.options["grid"], 64 * (cfg.options["folds"] - 1) / cfg.options["folds"]
