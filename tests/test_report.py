@@ -28,6 +28,8 @@ from antireg.report import ReportError, write_report
 from antireg.report.figures import (
     BOUND_LABEL,
     diagnostics_figure,
+    forest_figure,
+    forest_metrics,
     headline_figure,
     lambda_figure,
     reliability_figure,
@@ -134,10 +136,9 @@ def test_headline_figure_plots_summary_means_and_ci_bands(root, exps, name):
     exp, summary = exps[name], _csv(root, name)
     metric = "test_rmse" if name == "tiny_linear" else "test_accuracy"
     assert exp.headline == metric
-    ax = headline_figure(exp).axes[0]
-    lines = _lines(ax)
-    assert set(lines) == set(LABELS)
-    for lab, line in lines.items():
+    panels = headline_figure(exp).axes  # small multiples: each method beside the baseline
+    assert [set(_lines(ax)) for ax in panels] == [{"erm", "ar"}, {"erm", "ar: l2"}]
+    for ax, lab, line in ((ax, lab, line) for ax in panels for lab, line in _lines(ax).items()):
         rows = _rows(summary, *LABELS[lab], "sgd" if name == "tiny_linear" else "adam")
         mean, ci = rows[f"{metric}_mean"].to_numpy(), rows[f"{metric}_ci95"].to_numpy()
         np.testing.assert_allclose(line.get_xdata(), rows["n_train"])
@@ -147,7 +148,7 @@ def test_headline_figure_plots_summary_means_and_ci_bands(root, exps, name):
         for x, lo, hi in zip(rows["n_train"], mean - ci, mean + ci):
             ys = verts[np.isclose(verts[:, 0], x), 1]
             assert np.isclose(ys, lo).any() and np.isclose(ys, hi).any(), (lab, x)
-    assert ax.get_xscale() == "log"
+    assert all(ax.get_xscale() == "log" for ax in panels)
 
 
 def test_lambda_figure_shows_lambda_used_the_bound_where_clamped_and_df(root, exps):
@@ -259,7 +260,7 @@ def _holm(p: dict) -> dict:
 def test_markdown_tables_match_pandas(root, report, name, optimizer, metric):
     summary, runs = _csv(root, name), _csv(root, name, summary=False)
     lower = metric.split("_")[1] in ("rmse", "mae", "nll", "ece", "brier")
-    title = f"{name}, {optimizer}: {metric} ({'lower' if lower else 'higher'} is better)"
+    title = f"{name}: {metric} ({'lower' if lower else 'higher'} is better)"  # optimizers as column groups
     table = _md_table(report.markdown.read_text(), title)
     p = _holm(_expected_p(runs[runs["optimizer"] == optimizer], summary, metric))  # one table, one family
     s = summary[summary["optimizer"] == optimizer]
@@ -286,10 +287,11 @@ def test_hyperparameter_table_lists_the_chosen_lambda0_and_divergences(report):
 # -- files, HTML, errors --------------------------------------------------------------------------
 
 
-def test_report_writes_markdown_html_and_png_svg_figures(report):
+def test_report_writes_markdown_html_and_png_svg_figures(report, exps):
     figs = report.figures
     pngs = [f for f in figs if f.suffix == ".png"]
-    assert len(pngs) == 7 and {f.with_suffix(".svg") for f in pngs} == {f for f in figs if f.suffix == ".svg"}
+    forests = sum(len(forest_metrics(e)) for e in exps.values())  # one forest plot per metric with differences
+    assert forests >= 2 and len(pngs) == 7 + forests and {f.with_suffix(".svg") for f in pngs} == {f for f in figs if f.suffix == ".svg"}
     assert all(f.stat().st_size > 1000 for f in figs)
     md = report.markdown.read_text()
     linked = re.findall(r"\]\((figures/[^)]+)\)", md)
@@ -297,7 +299,7 @@ def test_report_writes_markdown_html_and_png_svg_figures(report):
     page = report.html.read_text()
     srcs = re.findall(r"<img src='([^']+)'", page)
     assert [base64.b64decode(s.split(",", 1)[1]) for s in srcs] == [f.read_bytes() for f in pngs]
-    assert not re.search(r"(src|href)=['\"](?!data:)", page)  # nothing to fetch: opens offline
+    assert not re.search(r"(src|href)=['\"](?!data:|#)", page)  # nothing to fetch: opens offline
 
 
 def test_nothing_to_report_is_a_clear_error(root, tmp_path):

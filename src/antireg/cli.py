@@ -138,8 +138,12 @@ def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address,
         device=args.device, vectorise=args.vectorise, tracking=args.tracking, tracking_uri=args.tracking_uri,
     )  # fmt: skip
+    from antireg.experiments.storage import write_sweep_config
+
+    write_sweep_config(args.output_dir / "results", cfg.experiment, cfg.model_dump(mode="json"))  # for provenance
     if args.report:
-        paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment])
+        paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment],
+                             command=["antireg", *sys.argv[1:]])  # fmt: skip
     if not args.quiet:
         console = Console(width=None if sys.stdout.isatty() else 80)
         _print_summary(result.summary, console)
@@ -155,7 +159,8 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from antireg.report import write_report
 
-    paths = write_report(args.results_dir, args.out, args.experiments_dir, args.only, args.correction)
+    paths = write_report(args.results_dir, args.out, args.experiments_dir, args.only, args.correction,
+                         command=["antireg", *sys.argv[1:]])  # fmt: skip
     print(f"Report: {paths.html} and {paths.markdown} ({len(paths.figures)} figure files)")
     return 0
 

@@ -7,6 +7,7 @@ Layout of an output folder::
     experiments/.tmp-<id>@<host>@<pid>-<random>/   a run directory being written
     experiments/.lock-<run id>    held (flock) by the one process training that run
     results/<E>.csv, results/<E>_summary.csv       written under results/.lock-<E>
+    results/<E>.config.json       the resolved config (a paper experiment's, or a sweep's from `antireg run`)
 
 Guarantees, for any number of sweeps on one folder:
 
@@ -46,6 +47,7 @@ from typing import IO, Any
 import numpy as np
 
 from antireg.experiments.config import ConfigError
+from antireg.experiments.errors import OutputError
 from antireg.experiments.grid import RunSpec
 
 METRICS_FILE = "metrics.json"
@@ -150,6 +152,23 @@ def paper_configs(results_dir: str | Path) -> list[dict]:
         if isinstance(conf, dict) and "paper" in conf:
             out.append({"experiment": path.name[: -len(".config.json")], **conf})
     return out
+
+
+def config_path(results_dir: str | Path, experiment: str) -> Path:
+    """Where an experiment's resolved config lies beside its results: ``results/NAME.config.json``
+    (a paper experiment's has a ``paper`` key, a sweep's does not)."""
+    return Path(results_dir) / f"{experiment}.config.json"
+
+
+def write_sweep_config(results_dir: str | Path, experiment: str, config: dict) -> Path:
+    """Write a sweep's resolved config (after ``--set`` overrides) beside its results, for the
+    report's provenance."""
+    path = config_path(results_dir, experiment)
+    try:
+        atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    except StorageError as exc:
+        raise OutputError(f"{exc}; the results are saved, only their config file is missing") from None
+    return path
 
 
 def paper_tables(results_dir: str | Path) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from antireg.report.results import BASELINE, Experiment, ReportError, chosen_runs, fmt_mean_ci
+from antireg.report.results import BASELINE, Experiment, ReportError, chosen_runs, fmt_mean_ci, lower_is_better
 
 BAND_ALPHA = 0.12
 BOUND_LABEL = "safe bound (clamped runs)"
@@ -61,18 +61,68 @@ def _log_n_axis(ax: Axes, n: pd.Series) -> None:
 
 
 def headline_figure(exp: Experiment) -> Figure:
-    """Headline test metric vs n (log), one panel per optimizer."""
+    """Headline test metric vs n (log) as small multiples: one panel per optimizer (row) and
+    method (column), each method drawn with the baseline, so two CI bands at most overlap."""
     metric, colors = exp.headline, exp.colors()
-    fig, axes = _grid(1, len(exp.optimizers), 4.2, 3.6, sharey=True)
-    for ax, opt in zip(axes[0], exp.optimizers):
-        for lab, g in _per_optimizer(exp, opt).groupby("label", sort=False):
-            _mean_band(ax, g["n_train"].to_numpy(float), g[f"{metric}_mean"], g[f"{metric}_ci95"], lab, colors[lab])
-        _log_n_axis(ax, exp.summary["n_train"])
-        ax.set_title(f"{exp.name} · {opt}")
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(f"{metric} (mean ± 95% CI)")
+    methods = [lab for lab in exp.labels if lab != BASELINE] or [BASELINE]
+    fig, axes = _grid(len(exp.optimizers), len(methods), 3.2, 2.9, sharex=True, sharey=True)
+    for row, opt in zip(axes, exp.optimizers):
+        groups = dict(list(_per_optimizer(exp, opt).groupby("label", sort=False)))
+        for ax, method in zip(row, methods):
+            for lab in dict.fromkeys([BASELINE, method]):
+                if lab in groups:
+                    g = groups[lab]
+                    _mean_band(ax, g["n_train"].to_numpy(float), g[f"{metric}_mean"], g[f"{metric}_ci95"], lab,
+                               colors[lab])  # fmt: skip
+            _log_n_axis(ax, exp.summary["n_train"])
+            ax.set_title(f"{method} vs {BASELINE} · {opt}", fontsize="medium")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(f"{metric} (mean ± 95% CI)")
+    for ax in axes[:-1].flat:
+        ax.set_xlabel("")
+    _drop_empty(fig)
     _legend(fig, axes, exp.labels)
     return fig
+
+
+def forest_metrics(exp: Experiment) -> list[str]:
+    """The test metrics whose paired differences from the baseline the summary holds."""
+    return [m for m in exp.test_metrics if f"{m}_diff_mean" in exp.summary]
+
+
+def forest_figure(exp: Experiment, metric: str) -> Figure:
+    """Forest plot: per method and training size, the mean paired difference ``metric − baseline``
+    over seeds with its 95% interval (a point alone where one seed gives no interval); one
+    panel per optimizer; the dotted line is no difference."""
+    colors, lower = exp.colors(), lower_is_better(metric)
+    s = exp.summary[exp.summary["label"] != BASELINE]
+    n_rows = max((s["optimizer"] == opt).sum() for opt in exp.optimizers)
+    fig, axes = _grid(1, len(exp.optimizers), 4.6, 0.9 + 0.28 * n_rows, sharex=True)
+    for ax, opt in zip(axes[0], exp.optimizers):
+        rows = s[s["optimizer"] == opt].sort_values("n_train", kind="stable")
+        if rows.empty:
+            continue  # an empty panel, dropped below
+        rows = pd.concat([g for _, g in rows.groupby("label", sort=False)])  # methods in blocks, n within
+        y = np.arange(len(rows))[::-1]
+        for lab, idx in rows.groupby("label", sort=False).indices.items():
+            g = rows.iloc[idx]
+            ci = g[f"{metric}_diff_ci95"].to_numpy(float)
+            ax.errorbar(g[f"{metric}_diff_mean"], y[idx], xerr=np.where(np.isfinite(ci), ci, 0.0), fmt="o", ms=4,
+                        capsize=3, color=colors[lab], label=lab)  # fmt: skip
+        ax.axvline(0.0, color="gray", lw=0.8, ls=":")
+        ax.set_yticks(y, [f"{lab} · n={n}" for lab, n in zip(rows["label"], rows["n_train"])], fontsize="small")
+        ax.set_xlabel(f"{metric} − {BASELINE} ({'< 0' if lower else '> 0'} is better)")
+        ax.set_title(f"{exp.name} · {opt}", fontsize="medium")
+        ax.grid(alpha=0.3, axis="x")
+    _drop_empty(fig)
+    return fig
+
+
+def _drop_empty(fig: Figure) -> None:
+    """Remove panels with nothing drawn (a method an optimizer did not run, say)."""
+    for ax in list(fig.axes):
+        if not (ax.lines or ax.collections or ax.patches or ax.containers):
+            fig.delaxes(ax)
 
 
 def lambda_figure(exp: Experiment) -> Figure:
@@ -180,6 +230,8 @@ def reliability_figure(exp: Experiment) -> Figure | None:
     fig, axes = _grid(len(exp.optimizers), len(fracs), 2.9, 2.9, sharex=True, sharey=True)
     for opt, row in zip(exp.optimizers, axes):
         for frac, ax in zip(fracs, row):
+            if not any((lab, opt, frac) in curves for lab in (BASELINE, "ar")):
+                continue  # nothing to draw: the panel is dropped below
             ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls=":")
             for lab in (BASELINE, "ar"):
                 if (lab, opt, frac) not in curves:
@@ -197,6 +249,7 @@ def reliability_figure(exp: Experiment) -> Figure | None:
         row[0].set_ylabel("accuracy")
     for ax in axes[-1]:
         ax.set_xlabel("confidence")
+    _drop_empty(fig)
     return fig
 
 

@@ -149,3 +149,47 @@ def hyper_table(exp: Experiment, optimizer: str) -> Table:
             if f in g.index else "–" for f in fracs
         ])  # fmt: skip
     return table
+
+
+@dataclass
+class GroupedTable(Table):
+    """A table whose columns after the first ``leading`` ones come in named groups of
+    ``groups[i][1]`` columns each (rendered as a spanning header row)."""
+
+    groups: list[tuple[str, int]] = field(default_factory=list)
+    leading: int = 1
+
+    def column_groups(self) -> list[str]:
+        """The group name of each grouped column, in order."""
+        return [g for g, k in self.groups for _ in range(k)]
+
+
+def by_optimizer(exp: Experiment, per_optimizer: list[Table], title: str) -> GroupedTable:
+    """One table from per-optimizer tables (same first column, the method): optimizers as
+    column groups, methods in display order, '–' where an optimizer lacks a method."""
+    labels = [lab for lab in exp.labels if any(lab in (r[0] for r in t.rows) for t in per_optimizer)]
+    out = GroupedTable(title, ["method"], [[lab] for lab in labels])
+    for opt, t in zip(exp.optimizers, per_optimizer):
+        rows = {r[0]: (i, r) for i, r in enumerate(t.rows)}
+        offset = len(out.header) - 1
+        out.header += t.header[1:]
+        out.groups.append((opt, len(t.header) - 1))
+        for i, lab in enumerate(labels):
+            src, row = rows.get(lab, (None, ["–"] * len(t.header)))
+            out.rows[i] += row[1:]
+            out.bold |= {(i, j + offset) for (k, j) in t.bold if k == src}
+    return out
+
+
+def compact_metric_table(exp: Experiment, metric: str, correction: Correction = "holm") -> GroupedTable:
+    """:func:`metric_table` of every optimizer side by side: one table per experiment and
+    metric; bold and † as there (the correction's family is still one optimizer's table)."""
+    direction = "lower" if lower_is_better(metric) else "higher"
+    return by_optimizer(exp, [metric_table(exp, metric, opt, correction) for opt in exp.optimizers],
+                        f"{exp.name}: {metric} ({direction} is better)")  # fmt: skip
+
+
+def compact_hyper_table(exp: Experiment) -> GroupedTable:
+    """:func:`hyper_table` of every optimizer side by side."""
+    return by_optimizer(exp, [hyper_table(exp, opt) for opt in exp.optimizers],
+                        f"{exp.name}: λ₀ / α chosen on validation (diverged / seeds)")  # fmt: skip
