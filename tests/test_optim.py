@@ -207,10 +207,13 @@ def test_gradscaler_fp16_inf_step_skipped_and_clipping():
         calls.append(1)
         if inject and len(calls) == 2:
             loss = loss * float("inf")
-        scaler.scale(loss).backward()
-        return loss
+        scaled = scaler.scale(loss)
+        scaled.backward()
+        return scaled  # the contract: the closure returns the scaled loss
 
-    opt.step(closure, scaler)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        true_loss = F.mse_loss(a(X).float(), Y.float()).double()
+    assert float(opt.step(closure, scaler)) == pytest.approx(float(true_loss), rel=1e-6)  # unscaled
     before = copy.deepcopy((a.state_dict(), opt.state_dict()))
     calls.clear()
     opt.step(lambda: closure(inject=True), scaler)
@@ -273,6 +276,6 @@ def test_docs_snippets_run():
 
     text = (pathlib.Path(__file__).parents[1] / "docs" / "optim.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for code in blocks:
         exec(compile(code, "docs/optim.md", "exec"), {})

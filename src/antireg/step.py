@@ -42,6 +42,22 @@ _SAVED_ATTRS = {
 }
 
 
+def safeguard_state(owner: Any) -> dict[str, Any]:
+    """What of ``owner.penalty``, ``.clip`` and ``.trust_region`` changes while training
+    (TrainStep and antireg.optim.AntiReg hold them under these names)."""
+    return {name: {a: getattr(part, a) for a in attrs}
+            for name, attrs in _SAVED_ATTRS.items() if (part := getattr(owner, name, None)) is not None}
+
+
+def load_safeguard_state(owner: Any, state: dict[str, Any]) -> None:
+    """Restore :func:`safeguard_state` into ``owner``'s (fresh) components."""
+    for name in _SAVED_ATTRS:
+        part = getattr(owner, name, None)
+        if part is not None:
+            for attr, value in state[name].items():
+                setattr(part, attr, copy.deepcopy(value))
+
+
 @dataclass(frozen=True)
 class StepInfo:
     """What one step did: the plain loss at θ (before the update), the gradient
@@ -139,10 +155,7 @@ class TrainStep:
             state["scaler"] = self.scaler.state_dict()
         if hasattr(self.rule, "state_dict"):
             state["rule"] = self.rule.state_dict()
-        for name, attrs in _SAVED_ATTRS.items():
-            part = getattr(self, name)
-            if part is not None:
-                state[name] = {a: getattr(part, a) for a in attrs}
+        state.update(safeguard_state(self))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -153,8 +166,4 @@ class TrainStep:
             self.scaler.load_state_dict(state["scaler"])
         if hasattr(self.rule, "load_state_dict"):
             self.rule.load_state_dict(state["rule"])
-        for name in _SAVED_ATTRS:
-            part = getattr(self, name)
-            if part is not None:
-                for attr, value in state[name].items():
-                    setattr(part, attr, copy.deepcopy(value))
+        load_safeguard_state(self, state)

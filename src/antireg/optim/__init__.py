@@ -17,6 +17,7 @@ a gradient is obtained differs (:class:`ClosureBatch`).
 from __future__ import annotations
 
 from contextlib import ExitStack
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 import warnings
@@ -26,11 +27,20 @@ import torch
 from antireg.penalty import ProximityPenalty
 from antireg.rules.erm import ERM
 from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
+from antireg.schedules import Schedule
+from antireg.step import load_safeguard_state, safeguard_state
 
 from antireg.rules import gr, sam
 from antireg.rules.base import Grads, Rule, frozen_norm_stats
 
 TorchClosure = Callable[[], torch.Tensor]
+
+
+def _names(params: list[torch.Tensor], modules: Iterable[torch.nn.Module]) -> list[str]:
+    """Each parameter's name in ``modules`` (by identity; "" when not found): ASAM
+    normalises only "*weight*" tensors."""
+    named = {id(q): n for m in modules for n, q in m.named_parameters()}
+    return [named.get(id(p), "") for p in params]
 
 
 class ClosureBatch:
@@ -52,9 +62,7 @@ class ClosureBatch:
         self.params = params
         self.loss_scale = float(loss_scale)
         self.modules = list(modules)
-        # names (ASAM normalises only "*weight*" tensors) from the modules, by identity
-        named = {id(q): n for m in self.modules for n, q in m.named_parameters()}
-        self.names = [named.get(id(p), "") for p in params]
+        self.names = _names(params, self.modules)
         self.closure = closure
         self._evaluated = False
 
@@ -132,6 +140,12 @@ class RuleOptimizer(torch.optim.Optimizer):
         params = self._params()
         scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
         loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules, scale))
+        self._apply(params, grads, scaler, scale)
+        return loss
+
+    def _apply(self, params: list[torch.Tensor], grads: Grads, scaler: torch.amp.GradScaler | None = None,
+               scale: float = 1.0) -> None:
+        """p.grad ← the rule's direction; penalty, clip, base step (through ``scaler``), projection."""
         for p, g in zip(params, grads):
             p.grad = g
         self._add_penalty()
@@ -146,7 +160,6 @@ class RuleOptimizer(torch.optim.Optimizer):
             scaler.step(self.base_optimizer)
             scaler.update()
         self._project()
-        return loss
 
     def _add_penalty(self) -> None:
         """Hook after the rule's gradient (AntiReg: λ(θ − θ₀))."""
@@ -158,14 +171,52 @@ class RuleOptimizer(torch.optim.Optimizer):
         """Hook after the base step (AntiReg: trust-region projection)."""
 
 
-class SAM(RuleOptimizer):
+class _TwoSteps(RuleOptimizer):
+    """``first_step()`` / ``second_step()`` for hand-written loops, as in davda54/sam::
+
+        loss_fn(model(x), y).backward(); opt.first_step(zero_grad=True)   # θ ← θ + ε̂(g)
+        loss_fn(model(x), y).backward(); opt.second_step(zero_grad=True)  # θ back, step along the rule
+
+    The same arithmetic as ``step(closure)`` (the rule's ``epsilon`` and ``combine``). Unlike
+    ``step``, the second forward pass updates BatchNorm's running statistics again unless
+    the loop prevents it, and there is no GradScaler path: use ``step(closure, scaler)`` for AMP.
+    """
+
+    _pending: tuple[list[torch.Tensor], Grads] | None = None
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        params = self._params()
+        g = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+        view = SimpleNamespace(params=params, names=_names(params, self.modules))
+        eps = self.rule.epsilon(view, g)
+        saved = [p.detach().clone() for p in params]
+        torch._foreach_add_(params, eps)
+        self._pending = (saved, g)
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        if self._pending is None:
+            raise RuntimeError(f"{type(self).__name__}.second_step() needs first_step() before it")
+        (saved, g), self._pending = self._pending, None
+        params = self._params()
+        g_p = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+        torch._foreach_copy_(params, saved)  # θ exactly as before first_step
+        self._apply(params, self.rule.combine(g, g_p))
+        if zero_grad:
+            self.zero_grad()
+
+
+class SAM(_TwoSteps):
     """SAM (Foret et al. 2021), rule :class:`antireg.rules.SAM`."""
 
     def __init__(self, params: Iterable, base_optimizer: type, rho: float = 0.05, **kw: Any) -> None:
         super().__init__(params, base_optimizer, sam.SAM(rho), **kw)
 
 
-class ASAM(RuleOptimizer):
+class ASAM(_TwoSteps):
     """ASAM (Kwon et al. 2021), rule :class:`antireg.rules.ASAM`. Pass ``modules=model``:
     T = |w| + η applies to parameters named ``*weight*``, as in the authors' code."""
 
@@ -175,7 +226,7 @@ class ASAM(RuleOptimizer):
         super().__init__(params, base_optimizer, sam.ASAM(rho, eta), **kw)
 
 
-class GSAM(RuleOptimizer):
+class GSAM(_TwoSteps):
     """GSAM (Zhuang et al. 2022), rule :class:`antireg.rules.GSAM`; ρ follows the scheduled lr when ``rho_min`` is set."""
 
     def __init__(
@@ -218,7 +269,9 @@ class AntiReg(RuleOptimizer):
     region λ > −(1−η)μ_min/n (:func:`antireg.safeguards.spectral_clamp`); without a
     spectrum a warning says once that the trust region is the safeguard.
     ``r_clip``, ``r_proj``: the fractions of steps clipped / projected so far.
-    The penalty and the trust region share one copy of θ₀.
+    The penalty and the trust region share one copy of θ₀. Instead of ``lam``, a
+    ``schedule`` (:mod:`antireg.schedules`, e.g. ``power_law(-1e-3, 1.0, n0=64)``) and the
+    training size ``n`` give λ = schedule(n).
     """
 
     _warned = False
@@ -227,7 +280,7 @@ class AntiReg(RuleOptimizer):
         self,
         params: Iterable,
         base_optimizer: type,
-        lam: float,
+        lam: float | None = None,
         max_norm: float | None = None,
         radius: float | None = None,
         radius_factor: float | None = None,
@@ -235,8 +288,16 @@ class AntiReg(RuleOptimizer):
         n: int | None = None,
         eta: float = 0.1,
         rule: Rule | None = None,
+        schedule: Schedule | None = None,
         **kw: Any,
     ) -> None:
+        if (lam is None) == (schedule is None):
+            raise ValueError("AntiReg needs exactly one of lam (the signed coefficient) or schedule (with n), "
+                             "e.g. schedule=antireg.schedules.power_law(-1e-3, 1.0, n0=64), n=256")
+        if schedule is not None:
+            if n is None:
+                raise ValueError("AntiReg(schedule=...) needs n, the number of training points: λ = schedule(n)")
+            lam = schedule(n)
         super().__init__(params, base_optimizer, rule if rule is not None else ERM(), **kw)
         self.lam_clamped = False
         if eigs is not None:
@@ -257,6 +318,16 @@ class AntiReg(RuleOptimizer):
     def lam(self) -> float:
         """The λ in use (after the spectral clamp)."""
         return self.penalty.lam
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state plus the penalty centre θ₀ and the safeguards'
+        counters, so that a resumed run continues bit-identically."""
+        return {**super().state_dict(), "antireg": safeguard_state(self)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        load_safeguard_state(self, state_dict.pop("antireg"))
+        super().load_state_dict(state_dict)
 
     @property
     def r_clip(self) -> float:

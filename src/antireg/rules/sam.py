@@ -43,9 +43,13 @@ class SAM(Rule):
             _, g_p = batch.grad()
         return loss, g, g_p
 
+    def combine(self, g: Grads, g_p: Grads) -> Grads:
+        """The update direction from g = ∇L(θ) and gᵖ = ∇L(θ + ε̂): gᵖ for SAM and ASAM."""
+        return g_p
+
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
-        loss, _, g_p = self.ascent(batch)
-        return loss, g_p
+        loss, g, g_p = self.ascent(batch)
+        return loss, self.combine(g, g_p)
 
 
 class ASAM(SAM):
@@ -112,8 +116,7 @@ class GSAM(SAM):
             raise ValueError(f"GSAM needs lr_max > lr_min, got lr_max={lr_max}, lr_min={self.lr_min}")
         return self.rho_min + (self.rho - self.rho_min) * (lr - self.lr_min) / (lr_max - self.lr_min)
 
-    def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
-        loss, g, g_p = self.ascent(batch)
+    def combine(self, g: Grads, g_p: Grads) -> Grads:
         coef = float(dot(g, g_p)) / (float(dot(g_p, g_p)) + NORM_EPS)
         g_perp = add(g, g_p, alpha=-coef)
-        return loss, add(g_p, g_perp, alpha=-self.alpha)
+        return add(g_p, g_perp, alpha=-self.alpha)
