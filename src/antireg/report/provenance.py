@@ -19,7 +19,7 @@ import pandas as pd
 import antireg
 from antireg.experiments.storage import config_path
 from antireg.report.results import Experiment
-from antireg.report.tables import Table
+from antireg.report.render import KeyValueTable
 
 LIBRARIES = ("torch", "numpy", "scipy", "pandas", "matplotlib")
 
@@ -114,7 +114,7 @@ def collect(results_dir: Path, exps: list[Experiment], papers: list[str], comman
     )  # fmt: skip
 
 
-def table(p: Provenance, report_s: float) -> Table:
+def table(p: Provenance, report_s: float) -> KeyValueTable:
     """The header's key/value table; ``report_s``: the report's own time until it was rendered."""
     commit = "not a git checkout" if p.commit is None else p.commit + (" (uncommitted changes)" if p.dirty else "")
     rows = [
@@ -125,4 +125,4 @@ def table(p: Provenance, report_s: float) -> Table:
         ["wall time", f"runs {p.runs_wall_s:.1f} s (sum of their wall_s); report {report_s:.1f} s"],
         *[[f"config {r.experiment}", f"sha256 {r.sha256} ({r.path.name}, {r.kind.split(' (')[0]})"] for r in p.configs],
     ]  # fmt: skip
-    return Table("Provenance", ["", "value"], rows)
+    return KeyValueTable("Where these results come from", ["", "value"], rows)

@@ -36,6 +36,10 @@ class FigureRef:
     caption: str
 
 
+class KeyValueTable(Table):
+    """Names and long values (commits, commands, hashes): left-aligned, wrapped in HTML."""
+
+
 @dataclass
 class Code:
     """Preformatted text (a resolved config) under a one-line summary; folded in HTML."""
@@ -118,7 +122,8 @@ def _html_table(t: Table) -> str:
         ) + "</tr>"
         for i, row in enumerate(t.rows)
     )  # fmt: skip
-    return f"<table><caption>{e(t.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    kind = " class='kv'" if isinstance(t, KeyValueTable) else ""
+    return f"<table{kind}><caption>{e(t.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _html_toc(entries: list[tuple[int, str, str]]) -> str:
@@ -143,6 +148,7 @@ th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.8em; text-align: right
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1em 0; } img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.9em; color: #444; }
+table.kv td { text-align: left; white-space: normal; overflow-wrap: anywhere; }
 th.group { text-align: center; border-bottom: 1px solid #888; }
 nav.toc ul { margin: 0.2em 0; } nav.toc li { margin: 0.1em 0; }
 details pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
