@@ -2,6 +2,8 @@
 
     python benchmarks/bench_rules.py [--repeats 15] [--steps 20] [--threads 1]
 
+Also the ``antireg.optim`` wrappers (``step(closure)``) against the plain torch loop.
+
 Two MLPs on random data: "small" 8→64→64→1 on 512×8, full batch, MSE; "large"
 784→256→256→10, batch 256, cross-entropy; float32, SGD with momentum.
 
@@ -59,6 +61,14 @@ METHODS = {
     "gam": ("gam", {"rho": 0.02, "alpha": 0.1}),
 }
 TARGETS = {"ar": 1.10, "sam": 2.2, "asam": 2.2, "gr_fd_forward": 2.2, "gr_fd_backward": 2.2}
+# antireg.optim wrappers, each against the plain torch loop ("torch"): name → (class name, kwargs, target)
+WRAPPERS = {
+    "optim.SAM": ("SAM", {"rho": 0.05}, 2.05),
+    "optim.ASAM": ("ASAM", {"rho": 0.5, "eta": 0.01}, 2.05),
+    "optim.GSAM": ("GSAM", {"rho": 0.05, "alpha": 0.1}, 2.05),
+    "optim.AntiReg": ("AntiReg", {"lam": -1e-3, "max_norm": 1.0, "radius_factor": 1.0}, 1.05),
+}
+AR_MEMORY_TARGET = 1.10  # optim.AntiReg's peak memory / the plain loop's
 
 
 def build(size: str, method: str) -> Callable[[], object]:
@@ -86,6 +96,23 @@ def build(size: str, method: str) -> Callable[[], object]:
             opt.step()
 
         return plain
+
+    if method in WRAPPERS:
+        import antireg.optim
+
+        name, kwargs, _ = WRAPPERS[method]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # AntiReg: no spectrum given
+            wrapped = getattr(antireg.optim, name)(model.parameters(), torch.optim.SGD, modules=model, lr=1e-3,
+                                                   momentum=0.9, **kwargs)
+
+        def closure() -> torch.Tensor:
+            wrapped.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb).mean()
+            loss.backward()
+            return loss
+
+        return lambda: wrapped.step(closure)
 
     rule_name, params = METHODS[method]
     safeguards = {}
@@ -145,7 +172,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    methods = ["torch", *METHODS]
+    methods = ["torch", *METHODS, *WRAPPERS]
 
     times = {size: time_methods(size, methods, args.repeats, args.steps) for size in SIZES}
     memory = {size: {m: peak_memory(size, m) for m in methods} for size in SIZES}
@@ -173,6 +200,17 @@ def main() -> None:
         ratio = times[size]["gr_fd_forward"] / times[size]["gr_db"]
         verdicts.append(ratio <= 0.8)
         print(f"F-GR/db ({size}): {ratio:.2f}  target ≤0.8 {'ok' if ratio <= 0.8 else 'MISSED'}")
+    print("antireg.optim wrappers / the plain torch loop (zero_grad, backward, SGD step):")
+    for m, (_, _, target) in WRAPPERS.items():
+        ratios = [times[size][m] / times[size]["torch"] for size in SIZES]
+        verdicts.append(max(ratios) <= target)
+        print(f"  {m:<15}" + "".join(f"{size} {r:.2f}  " for size, r in zip(SIZES, ratios))
+              + f"target ≤{target} {'ok' if max(ratios) <= target else 'MISSED'}")
+    for size in SIZES:
+        ratio = memory[size]["optim.AntiReg"] / memory[size]["torch"]
+        verdicts.append(ratio <= AR_MEMORY_TARGET)
+        print(f"optim.AntiReg peak memory / plain loop ({size}): {ratio:.2f}  target ≤{AR_MEMORY_TARGET} "
+              f"{'ok' if ratio <= AR_MEMORY_TARGET else 'MISSED'}")
     for size in SIZES:
         print(f"ERM peak memory ({size}): {memory[size]['erm'] / 2**20:.2f} MiB")
     print("all targets met" if all(verdicts) else "some targets MISSED")
