@@ -138,9 +138,6 @@ def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address,
         device=args.device, vectorise=args.vectorise, tracking=args.tracking, tracking_uri=args.tracking_uri,
     )  # fmt: skip
-    from antireg.experiments.storage import write_sweep_config
-
-    write_sweep_config(args.output_dir / "results", cfg.experiment, cfg.model_dump(mode="json"))  # for provenance
     if args.report:
         paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment],
                              command=["antireg", *sys.argv[1:]])  # fmt: skip

@@ -47,7 +47,6 @@ from typing import IO, Any
 import numpy as np
 
 from antireg.experiments.config import ConfigError
-from antireg.experiments.errors import OutputError
 from antireg.experiments.grid import RunSpec
 
 METRICS_FILE = "metrics.json"
@@ -161,13 +160,10 @@ def config_path(results_dir: str | Path, experiment: str) -> Path:
 
 
 def write_sweep_config(results_dir: str | Path, experiment: str, config: dict) -> Path:
-    """Write a sweep's resolved config (after ``--set`` overrides) beside its results, for the
-    report's provenance."""
+    """Write a sweep's resolved config (after ``--set`` overrides) beside its results (the
+    sweep does, with its CSVs), for the report's provenance."""
     path = config_path(results_dir, experiment)
-    try:
-        atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    except StorageError as exc:
-        raise OutputError(f"{exc}; the results are saved, only their config file is missing") from None
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
 

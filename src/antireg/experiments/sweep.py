@@ -353,6 +353,7 @@ def run_sweep(
             summary = aggregate.summarize(runs) if not runs.empty else pd.DataFrame()
             if not runs.empty:
                 aggregate.write_results(runs, summary, results_dir, cfg.experiment)
+                storage.write_sweep_config(results_dir, cfg.experiment, cfg.model_dump(mode="json"))
     except StorageError as exc:
         remove_stale(exp_dir)  # the temporary folders of the workers stopped mid-write
         raise OutputError(_not_saved(exc, specs, exp_dir)) from None
