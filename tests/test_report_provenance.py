@@ -98,3 +98,34 @@ def test_table_of_contents_links_resolve_to_headings(out):
     hrefs = re.findall(r"href='#([^']+)'", page)
     ids = dict(re.findall(r"<h[1-6] id='([^']+)'>([^<]*)</h", page))
     assert hrefs and all(h in ids for h in hrefs) and len(set(ids)) == len(ids)
+
+
+def test_html_toc_is_validly_nested():
+    """Every <ul> inside an <li>, every <li> inside a <ul>, all closed, links in order, for jumps of depth."""
+    from html.parser import HTMLParser
+
+    from antireg.report.render import _html_toc
+
+    class Check(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.links: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "ul":
+                assert not self.stack or self.stack[-1] == "li", self.stack
+            if tag == "li":
+                assert self.stack[-1] == "ul", self.stack
+            if tag == "a":
+                self.links.append(dict(attrs)["href"])
+            self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.stack.pop() == tag
+
+    for entries in ([(0, "a", "a"), (1, "b", "b"), (2, "c", "c"), (0, "d", "d"), (2, "e", "e"), (1, "f", "f")],
+                    [(1, "x", "x"), (0, "y", "y")], [(0, "z", "z")]):
+        check = Check()
+        check.feed(_html_toc(entries))
+        assert check.stack == [] and check.links == [f"#{e[2]}" for e in entries]

@@ -127,17 +127,24 @@ def _html_table(t: Table) -> str:
 
 
 def _html_toc(entries: list[tuple[int, str, str]]) -> str:
-    """Nested lists: a deeper entry opens a list inside the previous item."""
-    out, depth = ["<ul>"], 0
+    """Nested lists, valid HTML: a deeper entry opens a list inside the previous (still open) item."""
+    out, depth, open_item = ["<ul>"], 0, False
     for d, text, anchor in entries:
-        while depth < d:
-            out.append("<ul>")
-            depth += 1
-        while depth > d:
-            out.append("</ul>")
-            depth -= 1
-        out.append(f"<li><a href='#{anchor}'>{html.escape(text)}</a></li>")
-    return "".join(out + ["</ul>"] * (depth + 1))
+        if d > depth:
+            while depth < d:
+                out.append("<ul>" if open_item else "<li><ul>")
+                depth, open_item = depth + 1, False
+        else:
+            if open_item:
+                out.append("</li>")
+            while depth > d:
+                out.append("</ul></li>")
+                depth -= 1
+        out.append(f"<li><a href='#{anchor}'>{html.escape(text)}</a>")
+        open_item = True
+    if open_item:
+        out.append("</li>")
+    return "".join(out + ["</ul></li>"] * depth + ["</ul>"])
 
 
 STYLE = """
