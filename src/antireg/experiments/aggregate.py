@@ -60,6 +60,17 @@ def _rho(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
     return df.apply(ratio, axis=1)
 
 
+def label(method: str, ablation: str) -> str:
+    """Legend and table name of a method/ablation pair, e.g. ``ar`` or ``ar: l2``."""
+    return method if ablation == "none" else f"{method}: {ablation}"
+
+
+def run_units(spec: RunSpec) -> int:
+    """A run's rough training work, examples × epochs: what the pool balances and the dry
+    run's time estimate scales by."""
+    return spec.n_train * spec.training.epochs
+
+
 def _ci95(x: pd.Series) -> float:
     from scipy import stats  # here, not at import: half a second a sweep's workers never need
 

@@ -172,7 +172,7 @@ def make_tasks(specs: list[RunSpec], todo: set[str], vectorise: bool = False, ma
 
 def _cost(task: Task) -> int:
     """A task's rough training work: examples × epochs over its runs."""
-    return sum(s.n_train * s.training.epochs for s in task.specs)
+    return sum(map(aggregate.run_units, task.specs))
 
 
 def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str, wait: bool = False) -> Executed:
@@ -242,7 +242,7 @@ def dry_run(
     by_method: dict[str, tuple[int, int]] = {}
     todo = []
     for spec in specs:
-        key = spec.method if spec.ablation in ("", "none") else f"{spec.method} ({spec.ablation})"
+        key = aggregate.label(spec.method, spec.ablation)
         finished = is_done(exp_dir / spec.run_id)
         n, d = by_method.get(key, (0, 0))
         by_method[key] = (n + 1, d + finished)
@@ -250,7 +250,7 @@ def dry_run(
             todo.append(spec)
     per_unit = 0.0
     if todo:
-        probe = max(todo, key=lambda s: s.n_train * s.training.epochs)
+        probe = max(todo, key=aggregate.run_units)
         epochs = min(calibration_epochs, probe.training.epochs)
         probe = probe.model_copy(update={"training": probe.training.model_copy(update={"epochs": epochs})})
         _warm_up(probe, data_dir)
@@ -258,7 +258,7 @@ def dry_run(
         with sweep_settings():
             train_run(probe, data_dir, resolve_device(device or cfg.device))
         per_unit = (time.perf_counter() - start) / (probe.n_train * epochs)
-    units = sum(s.n_train * s.training.epochs for s in todo)
+    units = sum(map(aggregate.run_units, todo))
     return SweepPlan(cfg.experiment, by_method, per_unit, units, max(jobs, 1))
 
 

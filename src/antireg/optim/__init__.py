@@ -36,6 +36,12 @@ from antireg.rules.base import Grads, Rule, frozen_norm_stats
 TorchClosure = Callable[[], torch.Tensor]
 
 
+def _grads(params: list[torch.Tensor]) -> Grads:
+    """A copy of every ``p.grad`` (zeros where a parameter got none): the rule may call
+    the closure again, which overwrites ``p.grad``."""
+    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
 def _names(params: list[torch.Tensor], modules: Iterable[torch.nn.Module]) -> list[str]:
     """Each parameter's name in ``modules`` (by identity; "" when not found): ASAM
     normalises only "*weight*" tensors."""
@@ -75,7 +81,7 @@ class ClosureBatch:
                     stack.enter_context(frozen_norm_stats(m))
             loss = self.closure()
         self._evaluated = True
-        grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        grads = _grads(self.params)
         if self.loss_scale != 1.0:  # the closure backpropagated scaler.scale(loss): the rule needs true sizes
             torch._foreach_div_(grads, self.loss_scale)
             loss = loss / self.loss_scale
@@ -187,7 +193,7 @@ class _TwoSteps(RuleOptimizer):
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
         params = self._params()
-        g = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+        g = _grads(params)
         view = SimpleNamespace(params=params, names=_names(params, self.modules))
         eps = self.rule.epsilon(view, g)
         saved = [p.detach().clone() for p in params]
@@ -202,7 +208,7 @@ class _TwoSteps(RuleOptimizer):
             raise RuntimeError(f"{type(self).__name__}.second_step() needs first_step() before it")
         (saved, g), self._pending = self._pending, None
         params = self._params()
-        g_p = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+        g_p = _grads(params)
         torch._foreach_copy_(params, saved)  # θ exactly as before first_step
         self._apply(params, self.rule.combine(g, g_p))
         if zero_grad:

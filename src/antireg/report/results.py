@@ -15,18 +15,13 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from antireg.experiments.aggregate import GROUP, HYPER
+from antireg.experiments.aggregate import GROUP, HYPER, label  # noqa: F401 - label re-exported
 from antireg.experiments.storage import paper_tables
 from antireg.experiments.errors import ReportError  # noqa: F401 - its home is torch-free
 
 BASELINE = "erm"
 LOWER_IS_BETTER = ("rmse", "mae", "nll", "ece", "brier")
 HIGHER_IS_BETTER = ("r2", "accuracy")
-
-
-def label(method: str, ablation: str) -> str:
-    """Legend and table name of a method/ablation pair, e.g. ``ar`` or ``ar: l2``."""
-    return method if ablation == "none" else f"{method}: {ablation}"
 
 
 def lower_is_better(metric: str) -> bool:
