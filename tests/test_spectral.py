@@ -153,3 +153,22 @@ def test_alpha_for_dof_round_trip_property(log_eigs, frac, eta):
     assert dof(eigs, alpha) == pytest.approx(target, rel=1e-8)
     # dof strictly decreasing through the root
     assert dof(eigs, alpha + 1e-6 * (abs(alpha) + 1)) < dof(eigs, alpha)
+
+
+def test_every_default_margin_is_the_one_constant():
+    """η has one default: every public function, estimator and config that takes it defaults to spectral.ETA."""
+    import inspect
+
+    from antireg import linear, ntk, safeguards, schedules, spectral
+    from antireg.experiments.config import SafeguardsCfg
+    from antireg.optim import AntiReg
+    from antireg.paper import demo, kobak
+
+    fns = [spectral.safe_alpha_min, spectral.clamp_alpha, spectral.alpha_for_dof, ntk.safe_lambda_min,
+           safeguards.spectral_clamp, schedules.dof_target, linear.ARRidge, linear.ARRidgeCV, AntiReg]
+    for fn in fns:
+        assert inspect.signature(fn).parameters["eta"].default is spectral.ETA, fn
+    assert SafeguardsCfg.model_fields["spectral_eta"].default is spectral.ETA
+    for mod in (demo, kobak):
+        models = [m for m in vars(mod).values() if inspect.isclass(m) and "eta" in getattr(m, "model_fields", {})]
+        assert models and all(m.model_fields["eta"].default is spectral.ETA for m in models), mod

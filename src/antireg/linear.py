@@ -32,6 +32,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from sklearn.model_selection import check_cv
 
 from antireg.spectral import (
+    ETA,
     alpha_to_lambda,
     center_design,
     clamp_alpha,
@@ -306,7 +307,7 @@ class ARRidge(_BaseARRidge):
         of the spectral bound with ``alpha_unit="bound"``.
     fit_intercept : bool, default=True
         Fit an unpenalised intercept (the design and targets are centred).
-    eta : float, default=0.1
+    eta : float, default=spectral.ETA = 0.1
         Safety margin in (0, 1).
     alpha_unit : {"absolute", "bound"}, default="absolute"
         ``"bound"`` reads ``alpha`` as ``c > -1`` and uses ``alpha = c * s_min^2``
@@ -341,7 +342,7 @@ class ARRidge(_BaseARRidge):
         alpha: float = 1.0,
         *,
         fit_intercept: bool = True,
-        eta: float = 0.1,
+        eta: float = ETA,
         alpha_unit: str = "absolute",
     ):
         self.alpha = alpha
@@ -413,7 +414,7 @@ class ARRidgeCV(_BaseARRidge):
         ``alpha_min * (1, (k-1)/k, ..., 1/k)`` starting at the bound, ``0``, and
         the rest log-spaced over ``[1e-3 * s_min^2, 1e3 * s_max^2]``.
     fit_intercept : bool, default=True
-    eta : float, default=0.1
+    eta : float, default=spectral.ETA = 0.1
         Safety margin in (0, 1).
     scoring : str or callable, default=None
         ``None`` scores by ``-mean(sw_i * e_i^2)`` over the LOO/GCV errors ``e``,
@@ -472,7 +473,7 @@ class ARRidgeCV(_BaseARRidge):
         alphas: ArrayLike | None = None,
         *,
         fit_intercept: bool = True,
-        eta: float = 0.1,
+        eta: float = ETA,
         scoring=None,
         criterion: str = "loo",
         noise_variance: float | str = "auto",

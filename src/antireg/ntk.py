@@ -234,7 +234,7 @@ def ntk_spectrum(
     return mu[mu > rtol * mu.max(initial=0.0)].copy()
 
 
-def safe_lambda_min(eigs: np.ndarray, n: int, eta: float = 0.1) -> float:
+def safe_lambda_min(eigs: np.ndarray, n: int, eta: float = spectral.ETA) -> float:
     """Spectral-safety bound on the signed coefficient, λ_min = −(1−η)·μ_min/n.
 
     λ in the units of the loss ½·mean squared error + λ·½‖θ − θ₀‖², for ``eigs``

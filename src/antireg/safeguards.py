@@ -137,7 +137,7 @@ class TrustRegion(_Counted):
         return self._count(fired)
 
 
-def spectral_clamp(lam: float, eigs: np.ndarray, n: int, eta: float = 0.1) -> tuple[float, bool]:
+def spectral_clamp(lam: float, eigs: np.ndarray, n: int, eta: float = spectral.ETA) -> tuple[float, bool]:
     """Clamp λ to the safe region λ > −(1−η)·μ_min/n of the Hessian spectrum.
 
     ``eigs`` are the nonzero eigenvalues μᵢ of the Gram/kernel matrix of the n

@@ -48,7 +48,7 @@ def zero() -> Schedule:
     return lambda n: (_check_n(n), 0.0)[1]
 
 
-def dof_target(kappa: float, eigs: np.ndarray, eta: float = 0.1) -> Schedule:
+def dof_target(kappa: float, eigs: np.ndarray, eta: float = spectral.ETA) -> Schedule:
     """λ(n) chosen so that df(λ)/n = κ, with df(λ) = Σ μᵢ/(μᵢ + nλ).
 
     ``eigs`` are the nonzero eigenvalues μᵢ of the n-sample Gram (or kernel) matrix

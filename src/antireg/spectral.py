@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "ETA",
     "alpha_for_dof",
     "alpha_to_lambda",
     "center_design",
@@ -32,6 +33,10 @@ __all__ = [
     "safe_alpha_min",
     "thin_svd",
 ]
+
+#: The default spectral-safety margin η: the negative end is α_min = −(1 − η)·min μ.
+#: Every default η in antireg (estimators, schedules, clamps, configs) is this one.
+ETA = 0.1
 
 
 def center_design(
@@ -192,7 +197,7 @@ def _check_eta(eta: float) -> float:
     return eta_
 
 
-def safe_alpha_min(eigs: ArrayLike, eta: float = 0.1) -> float:
+def safe_alpha_min(eigs: ArrayLike, eta: float = ETA) -> float:
     """Spectral-safety bound ``alpha_min = -(1 - eta) * min(eigs)``.
 
     Any ``alpha >= alpha_min`` keeps ``X^T X + alpha I`` positive definite on the
@@ -207,7 +212,7 @@ def safe_alpha_min(eigs: ArrayLike, eta: float = 0.1) -> float:
     return -(1.0 - eta) * float(eigs.min())
 
 
-def clamp_alpha(alpha: float, eigs: ArrayLike, eta: float = 0.1) -> tuple[float, bool]:
+def clamp_alpha(alpha: float, eigs: ArrayLike, eta: float = ETA) -> tuple[float, bool]:
     """Return ``(max(alpha, alpha_min), alpha < alpha_min)``; see :func:`safe_alpha_min`."""
     alpha = float(_finite(alpha, "alpha", scalar=True))
     alpha_min = safe_alpha_min(eigs, eta)
@@ -217,7 +222,7 @@ def clamp_alpha(alpha: float, eigs: ArrayLike, eta: float = 0.1) -> tuple[float,
 
 
 def alpha_for_dof(
-    eigs: ArrayLike, target_df: float, eta: float = 0.1, *, max_iter: int = 200
+    eigs: ArrayLike, target_df: float, eta: float = ETA, *, max_iter: int = 200
 ) -> tuple[float, bool]:
     """Solve ``dof(eigs, alpha) = target_df`` inside the safe region.
 

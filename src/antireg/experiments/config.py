@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from antireg.spectral import ETA
+
 # The safeguards each safeguard ablation switches off for its AR runs; the other two ablations
 # change λ(n) instead: ``l2`` flips its sign, ``constant_lambda`` drops its decay.
 SAFEGUARDS_OFF: dict[str, frozenset[str]] = {
@@ -130,7 +132,7 @@ class SafeguardsCfg(_Strict):
     grad_clip: Annotated[float, Field(gt=0.0)] | None = 10.0
     trust_radius: Annotated[float, Field(gt=0.0)] | None = None
     trust_factor: Annotated[float, Field(gt=0.0, le=BIG)] | None = 2.0
-    spectral_eta: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 0.1
+    spectral_eta: Annotated[float, Field(gt=0.0, lt=1.0)] | None = ETA
 
     @field_validator("grad_clip", mode="before")
     @classmethod

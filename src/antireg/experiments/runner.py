@@ -114,7 +114,7 @@ def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
         lam = schedules.power_law(lam0, spec.alpha, spec.n0)(n)
     else:
         kappa = spec.kappa if spec.kappa is not None else schedules.baseline_kappa(eigs, spec.n0, spec.delta)
-        lam = schedules.dof_target(kappa, eigs, eta=spec.spectral_eta or 0.1)(n)
+        lam = schedules.dof_target(kappa, eigs, eta=spec.spectral_eta or spectral.ETA)(n)
     requested, clamped = lam, False
     if eigs is not None and spec.spectral_eta is not None:
         lam, clamped = spectral_clamp(lam, eigs, n, eta=spec.spectral_eta)
@@ -122,7 +122,7 @@ def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
     safe = known and lam > -bound_unit(eigs, n)  # df(λ) has a pole at the bound and no meaning past it
     return {
         "lambda_n": lam, "lambda_requested": requested, "clamped": clamped,
-        "lambda_bound": spectral.safe_alpha_min(eigs, spec.spectral_eta or 0.1) / n if known else math.nan,
+        "lambda_bound": spectral.safe_alpha_min(eigs, spec.spectral_eta or spectral.ETA) / n if known else math.nan,
         "df_per_n": float(spectral.dof(eigs, n * lam)) / n if safe else math.nan,
     }  # fmt: skip
 

@@ -28,6 +28,7 @@ from antireg.penalty import ProximityPenalty
 from antireg.rules.erm import ERM
 from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
 from antireg.schedules import Schedule
+from antireg.spectral import ETA
 from antireg.step import load_safeguard_state, safeguard_state
 
 from antireg.rules import gr, sam
@@ -292,7 +293,7 @@ class AntiReg(RuleOptimizer):
         radius_factor: float | None = None,
         eigs: Any = None,
         n: int | None = None,
-        eta: float = 0.1,
+        eta: float = ETA,
         rule: Rule | None = None,
         schedule: Schedule | None = None,
         **kw: Any,

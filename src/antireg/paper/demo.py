@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from antireg.paper.config import PaperCfg
 from antireg.paper.kobak import mean_ci, toy_beta, toy_draw, toy_nmse
-from antireg.spectral import gram_spectrum, safe_alpha_min
+from antireg.spectral import ETA, gram_spectrum, safe_alpha_min
 
 WHY = {
     "weak_predictors": ("p ≫ n with 2000 low-variance noise predictors: they act as an implicit ridge of about n "
@@ -59,7 +59,7 @@ class DemoOptions(_Strict):
     test_frac: float = Field(0.25, gt=0, lt=1)
     negative_points: int = Field(25, ge=1)
     positive_points: int = Field(60, ge=2)
-    eta: float = Field(0.1, gt=0, lt=1)
+    eta: float = Field(ETA, gt=0, lt=1)
 
 
 def _grids(X: np.ndarray, fit_intercept: bool, o: dict) -> tuple[np.ndarray, np.ndarray]:

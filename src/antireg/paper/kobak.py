@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from antireg.paper.config import PaperCfg
 from antireg.paper.plots import lambda_curve, new_figure, save_all, zero_line
-from antireg.spectral import alpha_to_lambda, center_design, safe_alpha_min, thin_svd
+from antireg.spectral import ETA, alpha_to_lambda, center_design, safe_alpha_min, thin_svd
 
 # Every compute() works on n ≈ 64-row matrices, where BLAS threads only spin against each other and against
 # other processes (a 64 × 64 eigh on the shared 2-core machine: 14 ms with 2 threads, 0.6 ms with 1);
@@ -53,7 +53,7 @@ class Grid(_Strict):
     """The λ grid (α scale): negative points −f·(1−η)s²_min for f = k/negative_points, 0, positive points."""
 
     negative_points: int = Field(30, ge=0)
-    eta: float = Field(0.1, gt=0, lt=1, description="spectral-safety margin of the negative end")
+    eta: float = Field(ETA, gt=0, lt=1, description="spectral-safety margin of the negative end")
     positive_min: float = Field(0.01, gt=0)
     positive_max: float = Field(1e4, gt=0)
     positive_points: int = Field(60, ge=1)
