@@ -129,3 +129,57 @@ def test_flat_and_per_tensor_trust_region_agree():
     # restoring a saved reference keeps the fast path consistent
     a.ref = [r + 1 for r in a.ref]
     torch.testing.assert_close(a._flat_ref, torch.cat([r.reshape(-1) for r in a.ref]))
+
+
+def _ar_step(model, shared: bool):
+    from antireg.penalty import ProximityPenalty
+    from antireg.step import TrainStep
+
+    params = list(model.parameters())
+    penalty = ProximityPenalty(params, -0.5, "init")
+    tr = TrustRegion(params, factor=0.02, ref=penalty.center if shared else None)
+    return TrainStep(model, torch.optim.SGD(params, lr=0.1), penalty=penalty, trust_region=tr)
+
+
+def test_one_copy_of_theta0_serves_penalty_and_trust_region():
+    """AR keeps θ₀ once: the trust region's flat reference is the penalty centre's storage,
+    whichever of the two is built first, and a restored state keeps them shared."""
+    from antireg.models import flatten_parameters, make_model
+    from antireg.penalty import ProximityPenalty
+
+    model = make_model("mlp", 3, 1, width=8, depth=2).double()
+    flatten_parameters(model)  # .double() gives each parameter its own storage again
+    params = list(model.parameters())
+    pen = ProximityPenalty(params, -0.5, "init")
+    tr = TrustRegion(params, factor=1.0, ref=pen.center)
+    storage = pen.center[0].untyped_storage().data_ptr()
+    assert storage != params[0].untyped_storage().data_ptr()  # a copy of θ₀, not θ itself
+    assert tr._flat_ref.data_ptr() == storage
+    assert {t.untyped_storage().data_ptr() for t in pen.center + tr.ref} == {storage}
+    tr2 = TrustRegion(params, factor=1.0)
+    pen2 = ProximityPenalty(params, -0.5, center=tr2.ref)
+    assert {t.untyped_storage().data_ptr() for t in pen2.center} == {tr2._flat_ref.untyped_storage().data_ptr()}
+    # restoring a saved state writes into the shared copy
+    saved = [p.detach() + 1 for p in params]
+    pen.center = saved
+    tr.ref = saved
+    assert tr._flat_ref.data_ptr() == storage
+    torch.testing.assert_close(tr.ref[0], params[0].detach() + 1, rtol=0, atol=0)
+
+
+def test_shared_theta0_trains_bit_identically_to_two_copies():
+    from antireg.models import flatten_parameters, make_model
+
+    def run(shared):
+        torch.manual_seed(0)
+        model = make_model("mlp", 3, 1, width=8, depth=2).double()
+        flatten_parameters(model)
+        step = _ar_step(model, shared)
+        g = torch.Generator().manual_seed(1)
+        X, y = torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randn(20, generator=g, dtype=torch.float64)
+        projected = sum(step(lambda: (model(X).squeeze(1) - y) ** 2).projected for _ in range(30))
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), projected
+
+    (a, fired_a), (b, fired_b) = run(True), run(False)
+    assert fired_a == fired_b > 0
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -10,26 +10,45 @@ from typing import Literal, Sequence
 
 import torch
 
+from antireg.safeguards import snapshot
+
 
 class ProximityPenalty:
     """Adds ∇(λ·½‖θ − θ_c‖²) = λ(θ − θ_c) to the gradients.
 
     ``center="zero"`` uses θ_c = 0; ``center="init"`` snapshots θ_c = θ₀ at
-    construction, which makes the NTK analysis exact.
+    construction (:func:`antireg.safeguards.snapshot`), which makes the NTK analysis
+    exact; a sequence of tensors is a θ_c another part already holds (a trust
+    region's ``ref``), shared and not copied.
     """
 
     def __init__(
         self,
         params: Sequence[torch.Tensor],
         lam: float,
-        center: Literal["zero", "init"] = "zero",
+        center: Literal["zero", "init"] | Sequence[torch.Tensor] = "zero",
     ) -> None:
-        if center not in ("zero", "init"):
-            raise ValueError(f"center must be 'zero' or 'init', got {center!r}")
+        if isinstance(center, str) and center not in ("zero", "init"):
+            raise ValueError(f"center must be 'zero', 'init' or tensors, got {center!r}")
         self.params = list(params)
         self._data = [p.detach() for p in self.params]  # aliases: in-place updates show through
         self.lam = float(lam)
-        self.center = [p.detach().clone() for p in self.params] if center == "init" else None
+        if isinstance(center, str):
+            self._center = snapshot(self._data) if center == "init" else None
+        else:
+            self._center = [t.detach() for t in center]
+
+    @property
+    def center(self) -> list[torch.Tensor] | None:
+        """θ_c, one tensor per parameter, or None for θ_c = 0 (saved by TrainStep's state_dict)."""
+        return self._center
+
+    @center.setter
+    def center(self, tensors: Sequence[torch.Tensor] | None) -> None:
+        if tensors is None or self._center is None:
+            self._center = None if tensors is None else [t.detach().clone() for t in tensors]
+        else:  # in place, so a centre shared with the trust region stays shared
+            torch._foreach_copy_(self._center, [t.detach() for t in tensors])
 
     def value(self) -> torch.Tensor:
         """λ·½‖θ − θ_c‖² at the current parameters (differentiable)."""

@@ -77,12 +77,29 @@ def flat_view(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     return flat.set_(first.untyped_storage(), start, (end - start,))
 
 
+def views(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``flat`` cut into views shaped like ``like``, in order (the inverse of :func:`flat_view`)."""
+    return [c.view_as(t) for c, t in zip(flat.split([t.numel() for t in like]), like)]
+
+
+def snapshot(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """A detached copy of ``tensors``: one flat buffer cut into views when they tile one
+    (:func:`flat_view`), so that a single copy of θ₀ can serve the penalty centre and the
+    trust-region reference at once; else one clone per tensor."""
+    flat = flat_view(tensors)
+    if flat is None:
+        return [t.detach().clone() for t in tensors]
+    return views(flat.detach().clone(), tensors)
+
+
 class TrustRegion(_Counted):
     """θ ← θ_ref + R·(θ − θ_ref)/‖θ − θ_ref‖ whenever ‖θ − θ_ref‖ > R.
 
-    θ_ref is the parameters at construction (θ₀). R is given directly, or as
-    ``factor · ‖θ₀‖``. When the parameters live in one flat buffer the check is
-    two operations instead of one per tensor, which matters for small models.
+    θ_ref is a :func:`snapshot` of the parameters at construction (θ₀), or ``ref``, a
+    snapshot another part already holds (AR's penalty centre), shared and not copied.
+    R is given directly, or as ``factor · ‖θ₀‖``. When the parameters live in one flat
+    buffer the check is two operations instead of one per tensor, which matters for
+    small models; θ_ref is then one flat buffer too, and ``ref`` views of it.
     """
 
     def __init__(
@@ -96,11 +113,13 @@ class TrustRegion(_Counted):
         self.params = list(params)
         self._data = [p.detach() for p in self.params]  # aliases: in-place updates show through
         self._flat = flat_view(self._data)
-        if ref is None:
-            self.ref = self._data
-        else:  # share a snapshot of θ₀ another part already holds (AR's penalty centre): no second copy
-            self._ref = list(ref)
-            self._flat_ref = torch.cat([t.reshape(-1) for t in self._ref]) if self._flat is not None else None
+        self._ref = [t.detach() for t in ref] if ref is not None else snapshot(self._data)
+        self._flat_ref = None
+        if self._flat is not None:
+            self._flat_ref = flat_view(self._ref)
+            if self._flat_ref is None:  # a given reference in pieces: one flat copy serves the fast path
+                self._flat_ref = torch.cat([t.reshape(-1) for t in self._ref])
+                self._ref = views(self._flat_ref, self._ref)
         if radius is None:
             if factor is None:
                 raise ValueError("trust region needs a radius or a factor of ‖θ₀‖")
@@ -116,8 +135,8 @@ class TrustRegion(_Counted):
 
     @ref.setter
     def ref(self, tensors: Sequence[torch.Tensor]) -> None:
-        self._ref = [t.detach().clone() for t in tensors]
-        self._flat_ref = torch.cat([t.reshape(-1) for t in self._ref]) if self._flat is not None else None
+        # in place, so a reference shared with the penalty centre stays shared
+        torch._foreach_copy_(self._ref, [t.detach() for t in tensors])
 
     @torch.no_grad()
     def __call__(self) -> bool:
