@@ -123,11 +123,13 @@ class LearnedOptimizer(torch.optim.Optimizer):
     >>> loss.backward(); opt.step(); opt.zero_grad()
 
     The net's weights are fixed here; its per-parameter state (momenta, LSTM
-    state) is the optimizer state, saved by ``state_dict()``.
+    state) is the optimizer state, saved by ``state_dict()``. A group's ``lr`` is the
+    step scale η of Δθ = −η·d·exp(s), the net's own ``arch.step_size`` by default, so
+    that learning-rate schedulers and rules that follow the learning rate see one.
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], net: LOptNet) -> None:
-        super().__init__(params, defaults={})
+        super().__init__(params, defaults={"lr": net.arch.step_size})
         self.net = net
 
     @torch.no_grad()
@@ -145,5 +147,5 @@ class LearnedOptimizer(torch.optim.Optimizer):
                     state.update(self.net.init_state(p))
                 delta, new = self.net(p, p.grad, state)
                 state.update(new)
-                p.add_(delta)
+                p.add_(delta, alpha=group["lr"] / self.net.arch.step_size)  # alpha 1.0 (exact) at the default
         return loss
