@@ -199,3 +199,11 @@ def test_finiteness_is_per_model_and_exact_past_float32_overflow():
     want = np.isfinite(stacked.flat.detach().numpy()).all(1)
     assert want.tolist() == [True, False, False, True]
     assert stacked.finite().tolist() == want.tolist()
+
+
+def test_stackable_names_only_rules_the_stacked_step_trains():
+    from antireg.rules import RULES
+    from antireg.vectorised import STACKED_RULES, stackable
+
+    assert stackable("erm") and not stackable("no_such_rule")
+    assert STACKED_RULES <= set(RULES)

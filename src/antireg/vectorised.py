@@ -38,6 +38,13 @@ from antireg.step import TrainStep
 from antireg.train import FitResult, LossFn, bad_params_reason, bad_step_reason, epoch_row
 
 OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
+STACKED_RULES = frozenset({"erm"})  # names in antireg.rules.RULES whose runs train stacked
+
+
+def stackable(rule: str) -> bool:
+    """Whether runs of the gradient rule named ``rule`` (a key of
+    :data:`antireg.rules.RULES`) can train stacked, M models as one batched model."""
+    return rule in STACKED_RULES
 
 
 def unsupported(model: nn.Module, step: TrainStep) -> str | None:
