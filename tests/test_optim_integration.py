@@ -56,15 +56,19 @@ RULES = {
     "antireg": sgd(aopt.AntiReg, lam=-0.05, max_norm=0.3, radius=0.05),
     "antireg_sam": sgd(aopt.AntiReg, lam=-0.05, max_norm=0.3, rule=rules.SAM(0.1)),
 }
-if hasattr(aopt, "GAM"):  # added by another part of issue 13: its defaults, here and in every test below
-    RULES["gam"] = sgd(aopt.GAM)
+# the rules that need double backprop, which DDP cannot all-reduce: each must refuse under DDP
+DOUBLE_BACKPROP = {
+    "gam": sgd(aopt.GAM, rho=0.05, alpha=0.3),
+    "gradnorm_db": sgd(aopt.GradNorm, gamma=0.3, mode="db"),
+    "igr_db": sgd(aopt.IGR, h=0.2, mode="db"),
+}
 
 
 def closure_for(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
-    def closure():
+    def closure(create_graph=False):
         opt.zero_grad()
         loss = F.mse_loss(model(x), y)
-        loss.backward()
+        loss.backward(create_graph=create_graph)
         return loss
     return closure
 
@@ -123,6 +127,15 @@ def ddp_worker(rank: int, world: int, store: str, out: str) -> None:
             F.mse_loss(ddp(xr), yr).backward()
             opt.second_step(zero_grad=True)
         result["sam_two_calls"] = ([p.detach() for p in ddp.module.parameters()], None, None)
+    errors = {}
+    for name, factory in DOUBLE_BACKPROP.items():
+        ddp = DDP(mlp())
+        before = [p.detach().clone() for p in ddp.module.parameters()]
+        try:
+            train(ddp, factory, xr, yr, steps=1)
+        except ValueError as e:
+            errors[name] = (str(e), all(torch.equal(a, b) for a, b in zip(before, ddp.module.parameters())))
+    result["double_backprop_errors"] = errors
     torch.save(result, out)
     dist.destroy_process_group()
 
@@ -156,6 +169,11 @@ def test_ddp_two_processes_equal_single_process_full_batch(tmp_path):
     if "sam_two_calls" in r0:
         for a, b in zip(r0["sam_two_calls"][0], r0["sam"][0]):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # double backprop: a clear error on every rank, before any parameter moved
+    for r in (r0, r1):
+        assert set(r["double_backprop_errors"]) == set(DOUBLE_BACKPROP)
+        for name, (message, untouched) in r["double_backprop_errors"].items():
+            assert "not available under DistributedDataParallel" in message and untouched, name
 
     # BatchNorm: parameters equal the one-process split-half gradient; the running statistics
     # change once per step, and DDP keeps rank 0's (rank 1's own update lasts until its next forward)

@@ -28,7 +28,7 @@ BLOCKS = recipe_blocks()
 
 def test_recipes_cover_every_integration():
     joined = "\n".join(BLOCKS)
-    for needle in ["opt.step(closure)", "opt.step(closure, scaler)", "x.chunk(micro)", "DDP(",
+    for needle in ["opt.step(closure)", "backward(create_graph=create_graph)", "opt.step(closure, scaler)", "x.chunk(micro)", "DDP(",
                    "configure_optimizers", "accelerator.prepare"]:
         assert needle in joined, needle
 

@@ -8,7 +8,16 @@ attach to the wrapper (and GSAM's ρ schedule follows the scheduled lr).
 
 ``step(closure)`` follows torch's convention: the closure zeroes the gradients,
 computes the loss, calls ``backward()`` and returns the loss; the wrapper calls it
-as many times as the rule needs. Gradients come from ``backward()``, so under
+as many times as the rule needs. Rules that need Hessian-vector products (GAM,
+GradNorm and IGR with ``mode="db"``) call it as ``closure(create_graph=True)``, so
+their closure passes that flag on::
+
+    def closure(create_graph=False):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward(create_graph=create_graph)
+        return loss
+ Gradients come from ``backward()``, so under
 ``DistributedDataParallel`` every pass is all-reduced. The rule's arithmetic is
 the one in :mod:`antireg.rules` (the same objects ``TrainStep`` runs); only the way
 a gradient is obtained differs (:class:`ClosureBatch`).
@@ -16,11 +25,11 @@ a gradient is obtained differs (:class:`ClosureBatch`).
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from contextlib import ExitStack
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
-
-import warnings
 
 import torch
 
@@ -31,10 +40,10 @@ from antireg.schedules import Schedule
 from antireg.spectral import ETA
 from antireg.step import load_safeguard_state, safeguard_state
 
-from antireg.rules import gr, sam
-from antireg.rules.base import Grads, Rule, frozen_norm_stats
+from antireg.rules import gam, gr, sam
+from antireg.rules.base import Grads, Rule, dot, frozen_norm_stats, grad_of
 
-TorchClosure = Callable[[], torch.Tensor]
+TorchClosure = Callable[..., torch.Tensor]
 
 
 def _grads(params: list[torch.Tensor]) -> Grads:
@@ -53,8 +62,9 @@ def _names(params: list[torch.Tensor], modules: Iterable[torch.nn.Module]) -> li
 class ClosureBatch:
     """The :class:`antireg.rules.base.Batch` interface over a torch-convention closure.
 
-    ``grad()`` calls the closure (which runs ``backward()``) and reads ``p.grad``.
-    Every call after the first runs with the normalisation layers' running
+    ``grad()`` calls the closure (which runs ``backward()``) and reads ``p.grad``;
+    ``grad_hvp()`` calls ``closure(create_graph=True)`` and differentiates ``p.grad``
+    once more. Every call after the first runs with the normalisation layers' running
     statistics frozen (``modules``: where to find them), so BatchNorm is updated
     once per step, as by one plain forward pass.
     """
@@ -73,25 +83,74 @@ class ClosureBatch:
         self.closure = closure
         self._evaluated = False
 
-    def grad(self, transform: Callable | None = None) -> tuple[torch.Tensor, Grads]:
-        if transform is not None:
-            raise ValueError("a torch-convention closure returns the mean loss: per-example transforms are not available")
+    def _evaluate(self, **kwargs: Any) -> torch.Tensor:
+        """Call the closure; every call after the first with the running statistics frozen."""
         with ExitStack() as stack, torch.enable_grad():
             if self._evaluated:
                 for m in self.modules:
                     stack.enter_context(frozen_norm_stats(m))
-            loss = self.closure()
+            loss = self.closure(**kwargs)
         self._evaluated = True
-        grads = _grads(self.params)
-        if self.loss_scale != 1.0:  # the closure backpropagated scaler.scale(loss): the rule needs true sizes
-            torch._foreach_div_(grads, self.loss_scale)
-            loss = loss / self.loss_scale
-        return loss.detach(), grads
+        return loss
 
-    def grad_hvp(self, v: Any = None) -> Any:
+    def grad(self, transform: Callable | None = None) -> tuple[torch.Tensor, Grads]:
+        if transform is not None:
+            raise ValueError("a torch-convention closure returns the mean loss: per-example transforms are not available")
+        loss = self._evaluate()
+        return self._true_sizes(loss, _grads(self.params))
+
+    def _true_sizes(self, loss: torch.Tensor, *results: Grads) -> tuple:
+        """(L, *results) divided by S: the closure backpropagated scaler.scale(loss), the rule needs true sizes."""
+        if self.loss_scale != 1.0:
+            for r in results:
+                torch._foreach_div_(r, self.loss_scale)
+            loss = loss / self.loss_scale
+        return (loss.detach(), *results)
+
+    def grad_hvp(self, v: Grads | None = None) -> tuple[torch.Tensor, Grads, Grads]:
+        """(L, ∇L, H v) by double backpropagation, as :meth:`antireg.rules.base.Batch.grad_hvp`:
+        ``closure(create_graph=True)`` leaves a differentiable ∇L in ``p.grad`` (summed over
+        whatever micro-batches the closure accumulates, so v = ∇L is the whole batch's), and
+        H v = ∇⟨∇L, sg(v)⟩; ``v=None`` means v = ∇L."""
+        _refuse_distributed_double_backprop()
+        _check_create_graph(self.closure)
+        with warnings.catch_warnings():
+            # backward(create_graph=True) links p.grad and p in a cycle: broken below (p.grad = None)
+            warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+            loss = self._evaluate(create_graph=True)
+        g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]  # S·∇L, differentiable
+        for p in self.params:
+            p.grad = None
+        vec = v if v is not None else [gi.detach() / self.loss_scale for gi in g]
+        with torch.enable_grad():
+            hvp = grad_of(dot(g, vec), self.params)  # S·H v
+        return self._true_sizes(loss, [gi.detach() for gi in g], hvp)
+
+
+def _check_create_graph(closure: TorchClosure) -> None:
+    """A clear error, before any pass, when the closure cannot take ``create_graph``."""
+    try:
+        params = inspect.signature(closure).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): let the call decide
+        return
+    if not any(p.name == "create_graph" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         raise ValueError(
-            "this rule needs Hessian-vector products (double backprop), which a closure that calls backward() "
-            "cannot give: use mode='fd_forward' or antireg.step.TrainStep"
+            "this rule needs Hessian-vector products: its closure must take create_graph and pass it to "
+            "backward, i.e. def closure(create_graph=False): opt.zero_grad(); loss = ...; "
+            "loss.backward(create_graph=create_graph); return loss"
+        )
+
+
+def _refuse_distributed_double_backprop() -> None:
+    """DDP all-reduces the values of ∇L but not its graph, so a Hessian-vector product through
+    p.grad would be each rank's own and the replicas would drift apart: refuse instead."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise ValueError(
+            "double backprop (GAM, GradNorm/IGR with mode='db') is not available under DistributedDataParallel "
+            f"(world size {dist.get_world_size()}): DDP all-reduces gradients but not their graph, so the "
+            "Hessian-vector products would differ between ranks. Use GradNorm/IGR with mode='fd_forward', "
+            "or train on one process"
         )
 
 
@@ -244,24 +303,30 @@ class GSAM(_TwoSteps):
 
 
 class GradNorm(RuleOptimizer):
-    """Gradient-norm regularisation (Karakida et al. 2023), finite-difference modes
-    of :class:`antireg.rules.GradientNorm` (double backprop needs TrainStep)."""
+    """Gradient-norm regularisation (Karakida et al. 2023), rule :class:`antireg.rules.GradientNorm`.
+    ``mode="db"`` (exact, double backprop) calls ``closure(create_graph=True)``; not under DDP."""
 
     def __init__(self, params: Iterable, base_optimizer: type, gamma: float, mode: gr.Mode = "fd_forward",
                  eps: float = 1e-2, **kw: Any) -> None:
-        if mode == "db":
-            raise ValueError("GradNorm with mode='db' needs double backprop: use mode='fd_forward' or TrainStep")
         super().__init__(params, base_optimizer, gr.GradientNorm(gamma, mode, eps), **kw)
 
 
 class IGR(RuleOptimizer):
-    """IGR (Barrett & Dherin 2021): GR with γ = h/2, ``h`` the rule's learning rate."""
+    """IGR (Barrett & Dherin 2021): GR with γ = h/2, ``h`` the rule's learning rate; modes as GradNorm's."""
 
     def __init__(self, params: Iterable, base_optimizer: type, h: float, mode: gr.Mode = "fd_forward",
                  eps: float = 1e-2, **kw: Any) -> None:
-        if mode == "db":
-            raise ValueError("IGR with mode='db' needs double backprop: use mode='fd_forward' or TrainStep")
         super().__init__(params, base_optimizer, gr.IGR(h, mode, eps), **kw)
+
+
+class GAM(RuleOptimizer):
+    """GAM (Zhang et al. 2023, arXiv:2303.03108), rule :class:`antireg.rules.GAM`:
+    update g + α ρ ∇‖∇L‖(θ + ρ f/‖f‖), f = ∇‖∇L(θ)‖ (+ β·SAM's term). Two passes of
+    ``closure(create_graph=True)`` a step (a third, plain, when ``beta`` ≠ 0); not under DDP."""
+
+    def __init__(self, params: Iterable, base_optimizer: type, rho: float, alpha: float, rho_sam: float = 0.05,
+                 beta: float = 0.0, **kw: Any) -> None:
+        super().__init__(params, base_optimizer, gam.GAM(rho, alpha, rho_sam, beta), **kw)
 
 
 class AntiReg(RuleOptimizer):
@@ -356,4 +421,4 @@ class AntiReg(RuleOptimizer):
             self.trust_region()
 
 
-__all__ = ["RuleOptimizer", "AntiReg", "ClosureBatch", "SAM", "ASAM", "GSAM", "GradNorm", "IGR"]
+__all__ = ["RuleOptimizer", "AntiReg", "ClosureBatch", "SAM", "ASAM", "GSAM", "GAM", "GradNorm", "IGR"]

@@ -61,6 +61,12 @@ def perturbed(params: Sequence[torch.Tensor], delta: Sequence[torch.Tensor]) -> 
             torch._foreach_copy_(list(params), saved)
 
 
+def grad_of(objective: torch.Tensor, params: Sequence[torch.Tensor], create_graph: bool = False) -> Grads:
+    """∇ objective with respect to ``params`` (zeros for parameters it does not reach)."""
+    return list(torch.autograd.grad(objective, params, create_graph=create_graph, allow_unused=True,
+                                    materialize_grads=True))
+
+
 def dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
     """⟨x, y⟩ summed over all tensors."""
     return torch.stack([(x * y).sum() for x, y in zip(xs, ys)]).sum()
@@ -124,11 +130,7 @@ class Batch:
         self._evaluated = True
 
     def _grad(self, objective: torch.Tensor, create_graph: bool = False) -> Grads:
-        return list(
-            torch.autograd.grad(
-                objective, self.params, create_graph=create_graph, allow_unused=True, materialize_grads=True
-            )
-        )
+        return grad_of(objective, self.params, create_graph)
 
     def _scaled(self, objective: torch.Tensor) -> torch.Tensor:
         return objective if self.loss_scale == 1.0 else self.loss_scale * objective
