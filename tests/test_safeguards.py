@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -183,3 +185,55 @@ def test_shared_theta0_trains_bit_identically_to_two_copies():
     (a, fired_a), (b, fired_b) = run(True), run(False)
     assert fired_a == fired_b > 0
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_stacked_stages_round_as_each_models_own_stages():
+    """The penalty, clip and projection of M stacked models (rows of one (M, P) tensor)
+    give each model bit for bit what its own single-model stages give it; a model with a
+    stage off (λ = 0, G = R = ∞) is left untouched."""
+    from antireg.models import flatten_parameters
+    from antireg.penalty import ProximityPenalty
+
+    g = torch.Generator().manual_seed(5)
+    shapes = [(7, 3), (7,), (1, 7), (1,)]
+    blocks = [math.prod(s) for s in shapes]
+    lam, max_norm, radius = [-0.3, 0.7, 0.0], [0.5, 1e3, math.inf], [0.4, 50.0, math.inf]
+    singles, rows, grads = [], [], []
+    for i in range(3):
+        module = torch.nn.Module()
+        for j, s in enumerate(shapes):
+            module.register_parameter(f"p{j}", torch.nn.Parameter(torch.randn(s, generator=g)))
+        flatten_parameters(module)
+        params = list(module.parameters())
+        center = [p.detach() + 0.1 * torch.randn(p.shape, generator=g) for p in params]
+        with torch.no_grad():  # move away from θ₀ so that the trust region fires for model 0
+            for p in params:
+                p.add_(torch.randn(p.shape, generator=g))
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g) * (i + 1)
+        rows.append(torch.cat([p.detach().flatten() for p in params]))
+        grads.append(torch.cat([p.grad.flatten() for p in params]))
+        stages = [ProximityPenalty(params, lam[i], center) if lam[i] else None,
+                  GradClip(params, max_norm[i]) if max_norm[i] < math.inf else None,
+                  TrustRegion(params, radius[i], ref=center) if radius[i] < math.inf else None]
+        singles.append((params, center, stages))
+    flat = torch.stack(rows).requires_grad_()
+    flat.grad = torch.stack(grads)
+    centers = torch.stack([torch.cat([c.flatten() for c in center]) for _, center, _ in singles])
+    stacked = [ProximityPenalty([flat], lam, [centers], blocks=blocks), GradClip([flat], max_norm, blocks=blocks)]
+    stacked[0]()
+    clipped = stacked[1]()
+    with torch.no_grad():
+        flat -= 0.1 * flat.grad
+    projected = TrustRegion([flat], radius, ref=[centers], blocks=blocks)()
+    for i, (params, _, (pen, clip, tr)) in enumerate(singles):
+        if pen:
+            pen()
+        assert bool(clipped[i]) == (clip() if clip else False)
+        with torch.no_grad():
+            for p in params:
+                p -= 0.1 * p.grad
+        assert bool(projected[i]) == (tr() if tr else False)
+        torch.testing.assert_close(flat.grad[i], torch.cat([p.grad.flatten() for p in params]), rtol=0, atol=0)
+        torch.testing.assert_close(flat[i].detach(), torch.cat([p.detach().flatten() for p in params]), rtol=0, atol=0)
+    assert clipped.tolist() == [True, False, False] and projected.tolist() == [True, False, False]

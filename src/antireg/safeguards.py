@@ -8,12 +8,21 @@
 
 ``events / steps`` of a safeguard is exactly r_clip or r_proj, the fraction of
 optimizer steps it changed. Kim, Jeong, Oh (2025), arXiv:2508.17412, SPEC §1.
+
+Each stage (these two and :class:`antireg.penalty.ProximityPenalty`) serves one model
+or M stacked ones. Stacked, ``params`` is ``[flat]``: one (M, P) tensor whose row i is
+model i's parameters flattened, parameter tensor after parameter tensor, of sizes
+``blocks``; each per-model setting is then a sequence of M values, and a call answers
+an (M,) tensor of which models it changed. The arithmetic is the same for both, in the
+same order, so a stacked model is rounded as its own run would be given the same
+gradients (batched products upstream of them round differently).
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +40,25 @@ class _Counted:
         """Fraction of steps on which the safeguard fired."""
         return self.events / self.steps if self.steps else 0.0
 
-    def _count(self, fired: bool) -> bool:
+    def _count(self, fired: bool | torch.Tensor) -> bool | torch.Tensor:
+        """A single model's step: count it and answer as a Python bool. Stacked models
+        are counted by their trainer, from the flags returned, up to each model's
+        divergence; so they are answered as the (M,) tensor, with no host sync."""
+        if self.blocks is not None:
+            return fired
+        fired = bool(fired)
         self.steps += 1
         self.events += int(fired)
         return fired
+
+    def state_dict(self) -> dict[str, Any]:
+        """What of the stage changes while training (its configuration, such as G, is
+        rebuilt from the run's config)."""
+        return {a: getattr(self, a) for a in self._saved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for attr, value in state.items():
+            setattr(self, attr, copy.deepcopy(value))
 
 
 def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -42,25 +66,66 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
+def block_norms(rows: torch.Tensor, blocks: Sequence[int]) -> torch.Tensor:
+    """:func:`global_norm` of each row of ``rows`` (M, P) cut into ``blocks``, as (M, 1):
+    the norm of the per-block norms, the order the single step takes over its parameter
+    tensors, so that a stacked model's norm is rounded as its own run's."""
+    per_block = [torch.linalg.vector_norm(b, dim=1) for b in rows.split(list(blocks), dim=1)]
+    return torch.linalg.vector_norm(torch.stack(per_block, dim=1), dim=1, keepdim=True)
+
+
+def per_model(
+    values: float | Sequence[float], like: torch.Tensor, blocks: Sequence[int] | None, dtype: torch.dtype = torch.float64
+) -> float | torch.Tensor:
+    """A per-model setting: the Python float of a single model, or (M, 1) for stacked
+    ones (broadcasting against their (M, P) rows), by default in double precision, as
+    Python compares a single model's norms with its float."""
+    if blocks is None:
+        return float(values)  # type: ignore[arg-type]
+    return torch.as_tensor(values, dtype=dtype, device=like.device).reshape(-1, 1)
+
+
+def ratio(limit: float | torch.Tensor, norm: torch.Tensor, eps: float) -> torch.Tensor:
+    """limit / (norm + eps) in double precision, then rounded to the norm's dtype: what
+    multiplying a tensor by the Python float of the same quotient does."""
+    return (torch.as_tensor(limit, dtype=torch.float64, device=norm.device) / (norm.double() + eps)).to(norm.dtype)
+
+
 class GradClip(_Counted):
-    """g ← g · min(1, G/‖g‖): global gradient-norm clipping."""
+    """g ← g · min(1, G/‖g‖): global gradient-norm clipping.
 
-    def __init__(self, params: Sequence[torch.Tensor], max_norm: float) -> None:
+    Stacked (``blocks`` given, see the module's docstring): ``max_norm`` is one G per
+    model, ``inf`` for a model that does not clip, whose ``last_norm`` is NaN.
+    """
+
+    _saved = ("steps", "events", "last_norm")
+
+    def __init__(
+        self, params: Sequence[torch.Tensor], max_norm: float | Sequence[float], *, blocks: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
-        if not max_norm > 0:
-            raise ValueError(f"grad-clip max_norm must be > 0, got {max_norm}")
         self.params = list(params)
-        self.max_norm = float(max_norm)
-        self.last_norm = math.nan
+        self.blocks = blocks
+        self.max_norm = per_model(max_norm, self.params[0], blocks)
+        if not bool((torch.as_tensor(self.max_norm) > 0).all()):
+            raise ValueError(f"grad-clip max_norm must be > 0, got {max_norm}")
+        self.last_norm: float | torch.Tensor = math.nan
 
-    def __call__(self) -> bool:
+    def __call__(self) -> bool | torch.Tensor:
         grads = [p.grad for p in self.params]
-        norm = float(global_norm(grads))
-        self.last_norm = norm
-        fired = norm > self.max_norm
-        if fired:
-            torch._foreach_mul_(grads, self.max_norm / (norm + 1e-12))
-        return self._count(fired)
+        if self.blocks is None:  # one model: the host decides, and skips the pass when it did not fire
+            self.last_norm = float(global_norm(grads))
+            fired = self.last_norm > self.max_norm
+            if fired:
+                torch._foreach_mul_(grads, self.max_norm / (self.last_norm + 1e-12))
+            return self._count(fired)
+        # stacked: the same comparison and factor on the device, ×1 (exact) for the models
+        # that did not fire, rather than a host sync to learn which did
+        norm = block_norms(grads[0], self.blocks)
+        fired = norm.double() > self.max_norm
+        grads[0].mul_(torch.where(fired, ratio(self.max_norm, norm, 1e-12), 1.0))
+        self.last_norm = torch.where(torch.isinf(self.max_norm), torch.nan, norm)[:, 0]
+        return self._count(fired[:, 0])
 
 
 def flat_view(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
@@ -99,18 +164,24 @@ class TrustRegion(_Counted):
     snapshot another part already holds (AR's penalty centre), shared and not copied.
     R is given directly, or as ``factor · ‖θ₀‖``. When the parameters live in one flat
     buffer the check is two operations instead of one per tensor, which matters for
-    small models; θ_ref is then one flat buffer too, and ``ref`` views of it.
+    small models; θ_ref is then one flat buffer too, and ``ref`` views of it. Stacked
+    (``blocks`` given): ``radius`` is one R per model, ``inf`` for a model without one.
     """
+
+    _saved = ("ref", "radius", "steps", "events")
 
     def __init__(
         self,
         params: Sequence[torch.Tensor],
-        radius: float | None = None,
+        radius: float | Sequence[float] | None = None,
         factor: float | None = None,
         ref: Sequence[torch.Tensor] | None = None,
+        *,
+        blocks: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.params = list(params)
+        self.blocks = blocks
         self._data = [p.detach() for p in self.params]  # aliases: in-place updates show through
         self._flat = flat_view(self._data)
         self._ref = [t.detach() for t in ref] if ref is not None else snapshot(self._data)
@@ -121,12 +192,12 @@ class TrustRegion(_Counted):
                 self._flat_ref = torch.cat([t.reshape(-1) for t in self._ref])
                 self._ref = views(self._flat_ref, self._ref)
         if radius is None:
-            if factor is None:
-                raise ValueError("trust region needs a radius or a factor of ‖θ₀‖")
+            if factor is None or blocks is not None:
+                raise ValueError("trust region needs a radius or (for a single model) a factor of ‖θ₀‖")
             radius = factor * float(global_norm(self.ref))
-        if not radius > 0:
+        self.radius = per_model(radius, self._data[0], blocks)
+        if not bool((torch.as_tensor(self.radius) > 0).all()):
             raise ValueError(f"trust-region radius must be > 0, got {radius}")
-        self.radius = float(radius)
 
     @property
     def ref(self) -> list[torch.Tensor]:
@@ -139,13 +210,26 @@ class TrustRegion(_Counted):
         torch._foreach_copy_(self._ref, [t.detach() for t in tensors])
 
     @torch.no_grad()
-    def __call__(self) -> bool:
-        if self._flat is not None:
-            dist = float(torch.dist(self._flat, self._flat_ref))
-            fired = dist > self.radius
-            if fired:
-                self._flat.sub_(self._flat_ref).mul_(self.radius / dist).add_(self._flat_ref)
-            return self._count(fired)
+    def __call__(self) -> bool | torch.Tensor:
+        if self._flat is None:
+            return self._project_per_tensor()
+        # one row per model: a single model's flat buffer is a stack of one
+        rows, ref = (self._data[0], self._ref[0]) if self.blocks is not None else (self._flat[None], self._flat_ref[None])
+        diff = rows - ref
+        dist = torch.linalg.vector_norm(diff, dim=1, keepdim=True)
+        fired = dist.double() > self.radius
+        # only the rows that fired are rewritten: a model inside its region keeps θ bit for
+        # bit, and a step where none fired costs two passes (one host sync on a GPU)
+        if fired.all():
+            rows.copy_(diff.mul_(ratio(self.radius, dist, 0.0)).add_(ref))
+        elif fired.any():
+            i = fired[:, 0].nonzero().squeeze(1)
+            radius = self.radius[i] if self.blocks is not None else self.radius
+            rows[i] = diff[i].mul_(ratio(radius, dist[i], 0.0)).add_(ref[i])
+        return self._count(fired[:, 0] if self.blocks is not None else fired)
+
+    def _project_per_tensor(self) -> bool:
+        """The check and projection of a single model whose parameters lie apart."""
         diff = torch._foreach_sub(self._data, self._ref)
         dist = float(global_norm(diff))
         fired = dist > self.radius

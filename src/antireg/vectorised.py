@@ -33,7 +33,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from antireg.penalty import ProximityPenalty
 from antireg.rules import ERM
+from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
 from antireg.train import FitResult, LossFn, bad_params_reason, bad_step_reason, epoch_row
 
@@ -97,19 +99,14 @@ def _mlp_forward(mlp: nn.Sequential, params: dict[str, torch.Tensor], x: torch.T
     return x
 
 
-def _ratio(limit: torch.Tensor, norm: torch.Tensor, eps: float) -> torch.Tensor:
-    """limit / (norm + eps), in double precision as the sequential safeguards compute it (Python floats)."""
-    return (limit.double() / (norm.double() + eps)).to(norm.dtype)
-
-
 class StackedStep:
     """One training step of M stacked models: the arithmetic of their M TrainSteps, batched.
 
     The M models' parameters live in one (M, P) leaf tensor, ``flat``, row i being
     model i's parameters flattened in ``named_parameters`` order; the layers'
-    stacked (M, …) tensors are views of it. So the penalty, the per-model norms, the
-    clip, the optimizer update and the projection are each one or two operations
-    over the whole stack, whatever the number of layers.
+    stacked (M, …) tensors are views of it. The penalty, the clip and the trust region
+    are the single step's own stages (:mod:`antireg.safeguards`) over these rows, so each
+    is one or two operations over the whole stack, whatever the number of layers.
 
     Reads each model's configuration (λ and θ_c, clip threshold, trust radius and
     θ_ref, optimizer hyperparameters) from its TrainStep, so runs are configured in
@@ -132,25 +129,23 @@ class StackedStep:
         self.flat = self._flatten(list(stacked.values())).requires_grad_()
         self.optimizer = type(opt)([self.flat], **opt.defaults)
 
-        def per_model(values: list[float]) -> torch.Tensor:  # (M, 1): broadcasts against (M, P)
-            return torch.tensor(values, dtype=self.flat.dtype, device=self.flat.device)[:, None]
-
         thetas = [list(m.parameters()) for m in models]  # θ₀, the default θ_c and θ_ref
-        # which stages any model uses, as Python bools: no per-step host sync on a GPU
-        self.any_penalty = any(s.penalty for s in steps)
-        self.any_clip = any(s.clip for s in steps)
-        self.lam = per_model([s.penalty.lam if s.penalty else 0.0 for s in steps])
-        centers = [s.penalty.center if s.penalty and s.penalty.center else None for s in steps]
-        self.center = None  # θ_c = 0 for all: θ − θ_c is θ itself
-        if any(c is not None for c in centers):
-            zeros = [[torch.zeros_like(p) for p in t] for t in thetas]
-            self.center = self._rows([c if c is not None else z for c, z in zip(centers, zeros)])
-        self.clip_on = torch.tensor([s.clip is not None for s in steps], device=self.flat.device)
-        self.max_norm = per_model([s.clip.max_norm if s.clip else torch.inf for s in steps])[:, 0]
-        self.radius = per_model([s.trust_region.radius if s.trust_region else torch.inf for s in steps])[:, 0]
-        self.ref = None
+        rows, blocks = [self.flat], self.sizes
+        self.penalty = self.clip = self.trust_region = None
+        if any(s.penalty for s in steps):
+            centers = [s.penalty.center if s.penalty and s.penalty.center else None for s in steps]
+            center = "zero"  # θ_c = 0 for all
+            if any(c is not None for c in centers):
+                zeros = [[torch.zeros_like(p) for p in t] for t in thetas]
+                center = [self._rows([c if c is not None else z for c, z in zip(centers, zeros)])]
+            lam = [s.penalty.lam if s.penalty else 0.0 for s in steps]
+            self.penalty = ProximityPenalty(rows, lam, center, blocks=blocks)
+        if any(s.clip for s in steps):
+            self.clip = GradClip(rows, [s.clip.max_norm if s.clip else torch.inf for s in steps], blocks=blocks)
         if any(s.trust_region for s in steps):
-            self.ref = self._rows([s.trust_region.ref if s.trust_region else t for s, t in zip(steps, thetas)])
+            ref = self._rows([s.trust_region.ref if s.trust_region else t for s, t in zip(steps, thetas)])
+            radius = [s.trust_region.radius if s.trust_region else torch.inf for s in steps]
+            self.trust_region = TrustRegion(rows, radius, ref=[ref], blocks=blocks)
 
         base = copy.deepcopy(models[0]).to("meta")  # the architecture; parameters come from the stack
         if _is_mlp(base):
@@ -183,37 +178,18 @@ class StackedStep:
         return self.loss_fn(out.flatten(0, 1), y.flatten(0, 1)).view(y.shape[:2]).mean(1)
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """rule → penalty → clip → optimizer.step() → projection, as TrainStep orders them."""
         loss = self.losses(xb, yb)
         # Σ over models couples no two of them: row i of the gradient is model i's ∇L
-        (grad,) = torch.autograd.grad(loss.sum(), self.flat)
-        if self.any_penalty:
-            theta = self.flat.detach()
-            grad.addcmul_(self.lam, theta - self.center if self.center is not None else theta)
-        norm = torch.full_like(self.max_norm, torch.nan)
-        clipped = torch.zeros_like(self.clip_on)
-        if self.any_clip:
-            measured = torch.linalg.vector_norm(grad, dim=1)
-            norm = torch.where(self.clip_on, measured, norm)
-            clipped = self.clip_on & (measured > self.max_norm)
-            grad *= torch.where(clipped, _ratio(self.max_norm, measured, 1e-12), 1.0)[:, None]
-        self.flat.grad = grad
+        (self.flat.grad,) = torch.autograd.grad(loss.sum(), self.flat)
+        if self.penalty is not None:
+            self.penalty()
+        none = torch.zeros(len(loss), dtype=torch.bool, device=loss.device)
+        clipped = self.clip() if self.clip is not None else none
+        norm = self.clip.last_norm if self.clip is not None else torch.full_like(loss, torch.nan)
         self.optimizer.step()
-        projected = self._project() if self.ref is not None else torch.zeros_like(clipped)
+        projected = self.trust_region() if self.trust_region is not None else none
         return loss.detach(), norm, clipped, projected
-
-    @torch.no_grad()
-    def _project(self) -> torch.Tensor:
-        """θ ← θ_ref + R·(θ − θ_ref)/‖θ − θ_ref‖ for each model outside its trust region."""
-        diff = self.flat - self.ref
-        dist = torch.linalg.vector_norm(diff, dim=1)
-        fired = dist > self.radius
-        # only the rows that fired are rewritten: a model inside its region keeps θ bit for
-        # bit, and a step where none fired costs two passes (one host sync on a GPU)
-        if fired.any():
-            rows = fired.nonzero().squeeze(1)
-            factor = _ratio(self.radius[rows], dist[rows], 0.0)[:, None]
-            self.flat[rows] = diff[rows] * factor + self.ref[rows]
-        return fired
 
     @torch.no_grad()
     def val_losses(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -258,7 +234,7 @@ def fit_stacked(
     bs = n if batch_size is None else min(batch_size, n)
     generators = generators if generators is not None else [None] * M
     rows = torch.arange(M, device=X.device)[:, None]
-    clip_on = stacked.clip_on.cpu().numpy()
+    clip_on = np.array([s.clip is not None for s in steps])
     results = [FitResult() for _ in range(M)]
     active = np.ones(M, dtype=bool)
     total_steps = np.zeros(M, dtype=np.int64)
