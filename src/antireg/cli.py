@@ -164,9 +164,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from antireg.data import DataError
-    from antireg.experiments.config import ConfigError, packaged_configs
-    from antireg.experiments.errors import Interrupted, ReportError, SweepError, stop_on_signals
+    from antireg.errors import ConfigError, DataError, Interrupted, ReportError, SweepError, stop_on_signals
+    from antireg.experiments.config import packaged_configs
 
     try:
         with stop_on_signals():  # SIGINT → exit 130, SIGTERM → 143; a second one is ignored

@@ -7,18 +7,18 @@ and its run directory as artefacts. The store is a SQLite database ``mlflow.db``
 the output directory, with artefacts under ``mlartifacts/``, unless a tracking URI
 is given. Each MLflow run is tagged with the antireg run id, so a resumed sweep logs
 only the runs not logged before. Needs ``pip install 'antireg[mlflow]'``.
+
+A sink: the sweep reads each finished run (:func:`antireg.experiments.storage.read_run`)
+and hands it over, so this module knows nothing of run specs or file names.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from antireg.experiments.config import ConfigError
-from antireg.experiments.grid import RunSpec
+from antireg.errors import ConfigError
 
 RUN_ID_TAG = "antireg.run_id"
 HISTORY = ("train_loss", "val_loss", "grad_norm")  # per-epoch columns of log.csv logged as histories
@@ -61,30 +61,30 @@ class MlflowTracker:
             if not token:
                 return ids
 
-    def log(self, spec: RunSpec, run_dir: str | Path) -> None:
-        """Log one finished run directory (once: a run id already logged is skipped)."""
+    def log(self, run_dir: str | Path, config: dict, metrics: dict, history: list[dict]) -> None:
+        """Log one finished run (once: a run id already logged is skipped): its ``config``
+        (the resolved spec with ``run_id`` and ``condition_id``), ``metrics``, per-epoch
+        ``history`` and the files of ``run_dir`` as artefacts."""
         from mlflow.entities import Metric, Param
 
-        if spec.run_id in self.logged:
+        run_id = config["run_id"]
+        if run_id in self.logged:
             return
-        run_dir = Path(run_dir)
-        metrics = json.loads((run_dir / "metrics.json").read_text())
         now = int(time.time() * 1000)
-        params = [Param(k, str(v)) for k, v in flatten(spec.model_dump(mode="json")).items()]
+        spec = {k: v for k, v in config.items() if k not in ("run_id", "condition_id")}
+        params = [Param(k, str(v)) for k, v in flatten(spec).items()]
         # numbers only (bools as 0/1); an undefined metric is null in metrics.json and left out
         values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))]
-        with (run_dir / "log.csv").open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                values += [Metric(k, float(row[k]), now, int(row["epoch"])) for k in HISTORY if row.get(k)]
+        for row in history:
+            values += [Metric(k, float(row[k]), now, int(row["epoch"])) for k in HISTORY if row.get(k) not in (None, "")]
         run = self.client.create_run(
-            self.experiment_id, run_name=spec.run_id,
-            tags={RUN_ID_TAG: spec.run_id, "antireg.condition_id": spec.condition_id, "antireg.method": spec.method},
+            self.experiment_id, run_name=run_id,
+            tags={RUN_ID_TAG: run_id, "antireg.condition_id": config["condition_id"], "antireg.method": config["method"]},
         )  # fmt: skip
-        run_id = run.info.run_id
-        self.client.log_batch(run_id, params=params)
+        mlflow_id = run.info.run_id
+        self.client.log_batch(mlflow_id, params=params)
         for start in range(0, len(values), _BATCH):
-            self.client.log_batch(run_id, metrics=values[start : start + _BATCH])
-        self.client.log_artifacts(run_id, str(run_dir))
-        self.client.set_terminated(run_id)
-        self.logged.add(spec.run_id)
-
+            self.client.log_batch(mlflow_id, metrics=values[start : start + _BATCH])
+        self.client.log_artifacts(mlflow_id, str(run_dir))
+        self.client.set_terminated(mlflow_id)
+        self.logged.add(run_id)

@@ -18,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from antireg.errors import DataError  # its home; antireg.data re-exports it
+
 ENV_VAR = "ANTIREG_DATA_DIR"
-
-
-class DataError(Exception):
-    """A data file is missing, corrupt or unreadable, or a data option is invalid."""
 
 
 def default_data_dir() -> Path:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from antireg.experiments.config import ConfigError
+from antireg.errors import ConfigError
 
 T = TypeVar("T")
 Outcome = Any  # the task function's return value, or the Exception it raised

@@ -1,8 +1,10 @@
-"""From a validated config to the grid of run specs.
+"""Planning, pure (no I/O): from a validated config to the grid of run specs, and from
+run specs to the work items an executor trains.
 
 A :class:`RunSpec` is a small immutable value holding everything one run needs.
 Its id is a hash of its resolved content, so resume is "skip ids whose results
-exist" and any executor produces the same files.
+exist" and any executor produces the same files. A :class:`WorkItem` is one run, or
+runs of one :func:`group_key` trained together as one stacked model.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import hashlib
 import itertools
 import json
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from antireg.errors import ConfigError
 from antireg.experiments.config import (
     SAFEGUARDS_OFF,
-    ConfigError,
     ExperimentCfg,
     ModelCfg,
     OptimizerCfg,
@@ -196,3 +198,60 @@ def select(specs: list[RunSpec], seeds=None, fractions=None, optimizers=None) ->
         and (fractions is None or any(abs(s.fraction - f) < 1e-12 for f in fractions))
         and (optimizers is None or s.optimizer in optimizers)
     ]
+
+
+MAX_GROUP = 64  # models per stacked work item: bounds its memory
+
+
+def group_key(spec: RunSpec) -> str | None:
+    """Runs with equal keys can be trained together as one stacked model: they share the
+    data set, training size, architecture, optimizer and training settings (not the seed,
+    λ or safeguards). None for a run whose gradient rule does not stack
+    (:func:`antireg.vectorised.stackable`), or whose optimizer is not SGD or Adam
+    (a learned optimizer): it trains on its own."""
+    from antireg.optimizers import kind_of
+    from antireg.vectorised import stackable  # here: planning needs no torch until it batches
+
+    if not stackable(spec.rule) or kind_of(spec.optimizer) not in ("sgd", "adam"):
+        return None
+    return json.dumps(spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"}), sort_keys=True)
+
+
+class WorkItem(NamedTuple):
+    """A unit of work for an executor: one run, or runs trained together as one stacked model."""
+
+    specs: tuple[RunSpec, ...]
+    stacked: bool
+
+
+def run_units(spec: RunSpec) -> int:
+    """A run's rough training work, examples × epochs: what the pool balances and the dry
+    run's time estimate scales by."""
+    return spec.n_train * spec.training.epochs
+
+
+def make_work(specs: list[RunSpec], todo: set[str], stack: bool = False, max_group: int = MAX_GROUP) -> list[WorkItem]:
+    """Work items for the runs of ``specs`` whose ids are in ``todo``.
+
+    Without ``stack``, one item per run. With it, the runs of each :func:`group_key` are
+    cut into balanced batches of at most ``max_group``, and a batch with any unfinished
+    run is an item. The batches come from the whole plan, never from what is left to do
+    or from the number of workers: a run's numbers depend, in the last bits, on the batch
+    it trains in (torch's reductions round by shape), so a fixed batch makes them the
+    same whichever executor ran it and however often the sweep was resumed.
+
+    Items come largest first, so that a pool's workers finish together rather than one
+    training the biggest batch alone at the end; the order changes no run's numbers."""
+    groups: dict[str, list[RunSpec]] = {}
+    items = []
+    for spec in specs:
+        key = group_key(spec) if stack else None
+        if key is not None:
+            groups.setdefault(key, []).append(spec)
+        elif spec.run_id in todo:
+            items.append(WorkItem((spec,), False))
+    for members in groups.values():
+        size = math.ceil(len(members) / math.ceil(len(members) / max_group))
+        batches = [tuple(members[i : i + size]) for i in range(0, len(members), size)]
+        items += [WorkItem(batch, True) for batch in batches if any(s.run_id in todo for s in batch)]
+    return sorted(items, key=lambda item: sum(map(run_units, item.specs)), reverse=True)

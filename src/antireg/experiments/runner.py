@@ -27,7 +27,7 @@ import torch
 
 from antireg import schedules, spectral
 from antireg.data import Dataset, Split, load_dataset, make_split
-from antireg.experiments.config import ConfigError
+from antireg.errors import ConfigError
 from antireg.experiments.grid import CONDITION_FIELDS, RunSpec
 # finished_metrics is re-exported: aggregate reads it from here
 from antireg.experiments.storage import claim_run, finished_metrics, is_done, write_run  # noqa: F401

@@ -1,4 +1,6 @@
-"""Where a sweep's files live, and the one way they are written.
+"""Where a sweep's files live, and the one way they are written: the only module that
+knows file names and the layout of an output folder, and the only write path of every
+executor (the sweep's driver writes what the workers return).
 
 Layout of an output folder::
 
@@ -45,12 +47,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 
-from antireg.experiments.config import ConfigError
+from antireg.errors import ConfigError
 from antireg.experiments.grid import RunSpec
 
-METRICS_FILE = "metrics.json"
-RUN_FILES = ("config.json", "log.csv", "diagnostics.json", "outputs_test.npy", METRICS_FILE)
+CONFIG_FILE, LOG_FILE, DIAGNOSTICS_FILE, OUTPUTS_FILE, RELIABILITY_FILE, METRICS_FILE = (
+    "config.json", "log.csv", "diagnostics.json", "outputs_test.npy", "reliability.json", "metrics.json")
+RUN_FILES = (CONFIG_FILE, LOG_FILE, DIAGNOSTICS_FILE, OUTPUTS_FILE, METRICS_FILE)  # reliability.json: classification
 DIAGNOSTICS = ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_per_n", "r_clip", "r_proj",
                "diverged", "divergence", "steps", "best_epoch")  # fmt: skip
 # What aggregation and the report read from every run, with the types they need; a
@@ -124,6 +128,65 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_file(path) as fh:
         fh.write(text)
+
+
+def write_table(path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as a CSV file (no index) at ``path``, atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as fh:
+        frame.to_csv(fh, index=False)
+    return Path(path)
+
+
+# -- layout ---------------------------------------------------------------------------------
+
+
+def experiments_dir(output_dir: str | Path) -> Path:
+    """Where a sweep's run directories lie: ``<output>/experiments``."""
+    return Path(output_dir) / "experiments"
+
+
+def results_dir(output_dir: str | Path) -> Path:
+    """Where a sweep's tables lie: ``<output>/results``."""
+    return Path(output_dir) / "results"
+
+
+def results_paths(results: str | Path, experiment: str) -> tuple[Path, Path]:
+    """An experiment's runs table and summary: ``results/<E>.csv``, ``results/<E>_summary.csv``."""
+    return Path(results) / f"{experiment}.csv", Path(results) / f"{experiment}_summary.csv"
+
+
+def write_results(runs: pd.DataFrame, summary: pd.DataFrame, results: str | Path, experiment: str) -> tuple[Path, Path]:
+    """Write an experiment's runs table (sorted by method, ablation, optimizer, seed and
+    fraction, those columns first) and summary; each file atomically."""
+    runs_csv, summary_csv = results_paths(results, experiment)
+    try:
+        runs_csv.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(runs_csv.parent, exc) from None
+    order = ["experiment", "dataset", "method", "ablation", "optimizer", "seed", "fraction", "n_train"]
+    write_table(runs_csv, runs[order + [c for c in runs.columns if c not in order]].sort_values(order[2:7]))
+    write_table(summary_csv, summary)
+    return runs_csv, summary_csv
+
+
+def results_lock(results: str | Path, experiment: str) -> "Claim":
+    """Wait for, and hold, the lock under which an experiment's results are written: the
+    pair of files then comes from one set of runs."""
+    held = claim(Path(results) / f"{LOCK_PREFIX}{experiment}", block=True)
+    assert held is not None  # a blocking claim always returns one
+    return held
+
+
+def check_outputs(output_dir: str | Path, experiment: str) -> None:
+    """Before anything trains: the output folders can be written, and results/<E>.csv
+    is not a paper experiment's table."""
+    check_writable(output_dir)
+    check_writable(experiments_dir(output_dir), "experiments folder")
+    check_writable(results_dir(output_dir), "results folder")
+    for owner, tables in paper_tables(results_dir(output_dir)).items():
+        if {experiment, f"{experiment}_summary"} & set(tables):
+            raise ConfigError(f"results/{experiment}.csv in {output_dir} holds a table of paper experiment "
+                              f"{owner!r}; give the sweep another experiment name or another --output-dir")
 
 
 def check_writable(path: str | Path, what: str = "output directory") -> None:
@@ -284,6 +347,31 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
+def read_config(run_dir: str | Path) -> dict:
+    """A run's resolved spec, with its ``run_id`` and ``condition_id``."""
+    return json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+
+
+def read_outputs(run_dir: str | Path) -> np.ndarray:
+    """A run's raw test outputs (logits for classification)."""
+    return np.load(Path(run_dir) / OUTPUTS_FILE, allow_pickle=False)
+
+
+def read_reliability(run_dir: str | Path) -> dict | None:
+    """A classification run's reliability diagram, or None where it has none."""
+    path = Path(run_dir) / RELIABILITY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_run(run_dir: str | Path) -> tuple[dict, dict, list[dict]]:
+    """A finished run's config (:func:`read_config`), metrics, and per-epoch log (values
+    as the CSV's strings)."""
+    run_dir = Path(run_dir)
+    with (run_dir / LOG_FILE).open(newline="") as fh:
+        history = list(csv.DictReader(fh))
+    return read_config(run_dir), read_metrics(run_dir), history
+
+
 def _is_number(v: object) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
@@ -293,11 +381,11 @@ def problem(run_dir: str | Path) -> str | None:
     unreadable, metrics of another run or of the wrong shape, artefacts that do not load."""
     run_dir = Path(run_dir)
     try:
-        metrics, config = read_metrics(run_dir), json.loads((run_dir / "config.json").read_text())
-        json.loads((run_dir / "diagnostics.json").read_text())
-        outputs = np.load(run_dir / "outputs_test.npy", allow_pickle=False)
-        if not (run_dir / "log.csv").is_file():
-            return "log.csv is missing"
+        metrics, config = read_metrics(run_dir), read_config(run_dir)
+        json.loads((run_dir / DIAGNOSTICS_FILE).read_text())
+        outputs = read_outputs(run_dir)
+        if not (run_dir / LOG_FILE).is_file():
+            return f"{LOG_FILE} is missing"
     except (OSError, ValueError, EOFError) as exc:
         return f"{type(exc).__name__}: {exc}"
     if not isinstance(metrics, dict) or not isinstance(config, dict):
@@ -361,16 +449,16 @@ def write_run(spec: RunSpec, experiments_dir: str | Path, metrics: dict, history
     try:
         _follow_umask(tmp, directory=True)
         config = {"run_id": spec.run_id, "condition_id": spec.condition_id, **spec.model_dump(mode="json")}
-        current = tmp / "config.json"
+        current = tmp / CONFIG_FILE
         current.write_text(_json(config))
-        current = tmp / "log.csv"
+        current = tmp / LOG_FILE
         _write_csv(current, history)
-        current = tmp / "diagnostics.json"
+        current = tmp / DIAGNOSTICS_FILE
         current.write_text(_json({k: metrics[k] for k in DIAGNOSTICS}))
-        current = tmp / "outputs_test.npy"
+        current = tmp / OUTPUTS_FILE
         np.save(current, artefacts["outputs_test"])
         if "reliability" in artefacts:
-            current = tmp / "reliability.json"
+            current = tmp / RELIABILITY_FILE
             current.write_text(json.dumps(artefacts["reliability"], indent=2))
         current = tmp / METRICS_FILE
         current.write_text(_json(metrics))

@@ -35,7 +35,7 @@ from antireg.data import default_data_dir
 from antireg.experiments import aggregate
 from antireg.experiments import storage
 from antireg.experiments.config import ConfigError, ExperimentCfg, memory_bytes
-from antireg.experiments.errors import Interrupted, OutputError, SweepError, stop_on_signals  # noqa: F401 - re-exported
+from antireg.errors import Interrupted, OutputError, SweepError  # noqa: F401 - re-exported
 from antireg.experiments.executors import Executor, LocalExecutor, make_executor
 from antireg.experiments.grid import RunSpec, expand, select
 from antireg.experiments.runner import (
@@ -51,6 +51,7 @@ from antireg.experiments.runner import (
     train_run,
 )
 from antireg.experiments.storage import StorageError, claim, claim_run, is_done, remove_stale, write_run
+from antireg.tracking import MlflowTracker
 
 MAX_GROUP = 64  # models per batched task: bounds a task's memory
 
@@ -325,8 +326,6 @@ def run_sweep(
         _warm_up(specs[0], data_dir)
     tracker = None
     if tracking == "mlflow":
-        from antireg.tracking import MlflowTracker
-
         tracker = MlflowTracker(cfg.experiment, output_dir, tracking_uri)
     try:
         with _Progress(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
@@ -410,7 +409,7 @@ def _train(
                 busy.update(outcome.busy)
                 if tracker is not None:
                     for run_id in outcome.trained:
-                        tracker.log(next(s for s in new if s.run_id == run_id), exp_dir / run_id)
+                        tracker.log(exp_dir / run_id, *storage.read_run(exp_dir / run_id))
                 bar.update(len([s for s in new if s.run_id not in busy]))
     finally:
         for held in claims.values():

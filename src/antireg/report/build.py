@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from antireg.experiments.errors import ReportError
+from antireg.errors import ReportError
 from antireg.experiments.storage import StorageError, atomic_write_text, paper_configs
 from antireg.report import figures, provenance, tables
 from antireg.report.render import Block, Code, Contents, FigureRef, Heading, Text, to_html, to_latex, to_markdown

@@ -17,7 +17,7 @@ import pandas as pd
 
 from antireg.experiments.aggregate import GROUP, HYPER, label  # noqa: F401 - label re-exported
 from antireg.experiments.storage import paper_tables
-from antireg.experiments.errors import ReportError  # noqa: F401 - its home is torch-free
+from antireg.errors import ReportError  # noqa: F401 - re-exported
 
 BASELINE = "erm"
 LOWER_IS_BETTER = ("rmse", "mae", "nll", "ece", "brier")

@@ -1,6 +1,11 @@
-"""What a sweep or a report can end with besides results: failed runs, an output that
-cannot be written, a stop by signal, nothing to report; and the handler that turns SIGINT/SIGTERM into that stop.
-Kept free of torch, so the CLI can set them up before any heavy import."""
+"""What a command can end with besides its result: the errors a user can fix, and the stop by signal.
+
+Below every other module (it imports nothing of antireg, nor torch), so that any module
+can raise them and the CLI can catch them, and set up :func:`stop_on_signals`, before
+any heavy import. The CLI prints the message of a :class:`ConfigError`, :class:`DataError`
+or :class:`ReportError` and exits 2; a :class:`SweepError` exits 1; :class:`Interrupted`
+exits 128 + the signal's number.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,18 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+
+
+class ConfigError(Exception):
+    """A config problem a user can fix; the message names the key and the fix."""
+
+
+class DataError(Exception):
+    """A data file is missing, corrupt or unreadable, or a data option is invalid."""
+
+
+class ReportError(Exception):
+    """The results directory holds nothing that can be reported."""
 
 
 class SweepError(Exception):
@@ -53,7 +70,3 @@ def stop_on_signals() -> Iterator[None]:
         if not fired:
             for sig, old in previous.items():
                 signal.signal(sig, old)
-
-
-class ReportError(Exception):
-    """The results directory holds nothing that can be reported."""
