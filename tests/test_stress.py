@@ -54,18 +54,18 @@ def test_bound_unit_resolves_against_numpy_eigenvalues(ablation, clamped):
     spec = next(s for s in expand(_cfg(), 442) if s.ablation == ablation and s.lambda0 == -10.0)
     bound = _mu_min_over_n(spec)
     lam = prepare(spec, "unused").lam
-    assert lam["lambda_requested"] == pytest.approx(-10.0 * bound, rel=1e-6)
-    assert lam["clamped"] == clamped
-    assert lam["lambda_n"] == pytest.approx(-0.9 * bound if clamped else -10.0 * bound, rel=1e-6)
-    assert lam["lambda_bound"] == pytest.approx(-0.9 * bound, rel=1e-6)
-    assert np.isnan(lam["df_per_n"]) != clamped  # df(λ) is undefined past the bound
+    assert lam.lambda_requested == pytest.approx(-10.0 * bound, rel=1e-6)
+    assert lam.clamped == clamped
+    assert lam.lambda_n == pytest.approx(-0.9 * bound if clamped else -10.0 * bound, rel=1e-6)
+    assert lam.lambda_bound == pytest.approx(-0.9 * bound, rel=1e-6)
+    assert np.isnan(lam.df_per_n) != clamped  # df(λ) is undefined past the bound
 
 
 def test_bound_unit_scales_the_power_law():
     cfg = _cfg(fractions=[0.5, 1.0], ar={"lambda0": [2.0], "alpha": [1.0], "lambda0_unit": "bound"}, ablations=["no_safeguards"])
     for spec in (s for s in expand(cfg, 442) if s.method == "ar"):
         want = -2.0 * _mu_min_over_n(spec) * spec.n0 / spec.n_train
-        assert prepare(spec, "unused").lam["lambda_n"] == pytest.approx(want, rel=1e-6)
+        assert prepare(spec, "unused").lam.lambda_n == pytest.approx(want, rel=1e-6)
 
 
 def test_safeguard_ablations_switch_off_what_they_name():

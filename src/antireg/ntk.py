@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from antireg import spectral
+from antireg.lam import dof_per_n, safe_lambda_min  # noqa: F401 - re-exported: their home is antireg.lam
 
 Outputs = Literal["mean", "full"]
 
@@ -222,9 +222,8 @@ def ntk_spectrum(
     Gram matrix summed over that many terms, the rule of
     :func:`antireg.spectral.thin_svd`. These are the ``eigs`` of
     :mod:`antireg.spectral` for n = number of samples: use them with
-    :func:`safe_lambda_min`, :func:`dof_per_n`,
-    :func:`antireg.safeguards.spectral_clamp` or
-    :func:`antireg.schedules.dof_target`.
+    :func:`antireg.lam.resolve` (or :func:`~antireg.lam.safe_lambda_min`,
+    :func:`~antireg.lam.dof_per_n`, :func:`~antireg.lam.clamp`, :func:`~antireg.lam.dof_target`).
     """
     K = empirical_ntk(model, X, outputs=outputs, chunk_size=chunk_size)
     if rtol is None:
@@ -232,17 +231,3 @@ def ntk_spectrum(
         rtol = max(K.shape[0], n_params) * np.finfo(np.float64).eps
     mu = np.linalg.eigvalsh(K.cpu().numpy())[::-1]
     return mu[mu > rtol * mu.max(initial=0.0)].copy()
-
-
-def safe_lambda_min(eigs: np.ndarray, n: int, eta: float = spectral.ETA) -> float:
-    """Spectral-safety bound on the signed coefficient, λ_min = −(1−η)·μ_min/n.
-
-    λ in the units of the loss ½·mean squared error + λ·½‖θ − θ₀‖², for ``eigs``
-    of the kernel of ``n`` samples (alpha = n·λ in :mod:`antireg.spectral`).
-    """
-    return spectral.safe_alpha_min(eigs, eta) / n
-
-
-def dof_per_n(eigs: np.ndarray, lam: float, n: int) -> float:
-    """Effective degrees of freedom per sample, df(λ)/n = (1/n) Σ μᵢ/(μᵢ + nλ)."""
-    return float(spectral.dof(eigs, n * lam)) / n

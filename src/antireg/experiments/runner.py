@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import functools
 import json
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from antireg import schedules, spectral
+from antireg import lam, spectral
 from antireg.data import Dataset, Split, load_dataset, make_split
 from antireg.errors import ConfigError
 from antireg.experiments.grid import CONDITION_FIELDS, RunSpec
@@ -89,42 +88,10 @@ def spectrum(spec: RunSpec, model: torch.nn.Module, X_train: torch.Tensor) -> np
     return None
 
 
-def bound_unit(eigs: np.ndarray, n: int) -> float:
-    """μ_min/n, the magnitude of the spectral bound λ > −μ_min/n of a run on n points: the
-    smallest eigenvalue of the Hessian of ½·mean squared error (``lambda0_unit: bound``)."""
-    return float(np.min(eigs)) / n
-
-
-def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> dict:
-    """λ(n) from the schedule, then the spectral clamp where a spectrum is known.
-
-    With ``lambda0_unit: bound``, λ₀ is first converted to absolute units:
-    λ₀ ← λ₀·μ_min/n (:func:`bound_unit`), so constant gives λ(n) = λ₀·μ_min/n and
-    power_law λ(n) = λ₀·(μ_min/n)·(n₀/n)^α.
-    """
-    n = spec.n_train
-    if spec.lambda0_unit == "bound" and eigs is None:  # expand() rejects such configs; a hand-made spec may not
-        raise ValueError("lambda0_unit 'bound' needs the run's spectrum: a linear model, or an mlp with ntk")
-    lam0 = spec.lambda0 * (bound_unit(eigs, n) if spec.lambda0_unit == "bound" else 1.0)
-    if spec.schedule == "zero":
-        lam = schedules.zero()(n)
-    elif spec.schedule == "constant":
-        lam = schedules.constant(lam0)(n)
-    elif spec.schedule == "power_law":
-        lam = schedules.power_law(lam0, spec.alpha, spec.n0)(n)
-    else:
-        kappa = spec.kappa if spec.kappa is not None else schedules.baseline_kappa(eigs, spec.n0, spec.delta)
-        lam = schedules.dof_target(kappa, eigs, eta=spec.spectral_eta or spectral.ETA)(n)
-    requested, clamped = lam, False
-    if eigs is not None and spec.spectral_eta is not None:
-        lam, clamped = spectral_clamp(lam, eigs, n, eta=spec.spectral_eta)
-    known = eigs is not None
-    safe = known and lam > -bound_unit(eigs, n)  # df(λ) has a pole at the bound and no meaning past it
-    return {
-        "lambda_n": lam, "lambda_requested": requested, "clamped": clamped,
-        "lambda_bound": spectral.safe_alpha_min(eigs, spec.spectral_eta or spectral.ETA) / n if known else math.nan,
-        "df_per_n": float(spectral.dof(eigs, n * lam)) / n if safe else math.nan,
-    }  # fmt: skip
+def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> lam.ResolvedLambda:
+    """The run's λ (:func:`antireg.lam.resolve`) from its spec and spectrum."""
+    return lam.resolve(spec.schedule, spec.lambda0, spec.n_train, unit=spec.lambda0_unit, decay=spec.alpha,
+                       n0=spec.n0, kappa=spec.kappa, delta=spec.delta, eta=spec.spectral_eta, eigs=eigs)  # fmt: skip
 
 
 def _optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
@@ -173,7 +140,7 @@ class Prepared:
     model: torch.nn.Module
     step: TrainStep
     loss_fn: LossFn
-    lam: dict
+    lam: lam.ResolvedLambda
 
     @property
     def train(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +170,7 @@ def prepare(spec: RunSpec, data_dir: str | Path, device: str | torch.device = "c
         out_dim = 1 if split.task == "regression" else split.n_classes
         m = spec.model
         model = make_model(m.kind, tuple(split.X_train.shape[1:]), out_dim, m.width, m.depth, m.activation)
-    lam = resolve_lambda(spec, spectrum(spec, model, t["X_train"]))
+    resolved = resolve_lambda(spec, spectrum(spec, model, t["X_train"]))
     if device.type != "cpu":
         model.to(device)
         flatten_parameters(model)  # .to() gives each parameter its own storage again
@@ -217,25 +184,25 @@ def prepare(spec: RunSpec, data_dir: str | Path, device: str | torch.device = "c
         model,
         _optimizer(spec, params),
         rule=make_rule(spec.rule, **rule_params),
-        penalty=ProximityPenalty(params, lam["lambda_n"], spec.center) if lam["lambda_n"] else None,
+        penalty=ProximityPenalty(params, resolved.lambda_n, spec.center) if resolved.lambda_n else None,
         clip=GradClip(params, spec.grad_clip) if spec.grad_clip is not None else None,
         trust_region=TrustRegion(params, spec.trust_radius, spec.trust_factor) if use_trust else None,
     )
     loss_fn = squared_error if split.task == "regression" else cross_entropy
-    return Prepared(spec, split, t, model, step, loss_fn, lam)
+    return Prepared(spec, split, t, model, step, loss_fn, resolved)
 
 
 def finish(run: Prepared, result: FitResult, wall_s: float) -> tuple[dict, list[dict], dict]:
     """Metrics, per-epoch log and artefacts of a trained run (its model holds the best state)."""
     spec, step = run.spec, run.step
     for row in result.history:
-        row["lambda"] = run.lam["lambda_n"]
+        row["lambda"] = run.lam.lambda_n
     metrics, artefacts = _evaluate(spec, run.split, run.model, run.tensors)
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
         lambda0=spec.lambda0, lambda0_unit=spec.lambda0_unit, alpha=spec.alpha,
-        rule_params=format_params(spec.rule_params), **run.lam,
+        rule_params=format_params(spec.rule_params), **run.lam.columns(),
         r_clip=step.clip.rate if step.clip else 0.0,
         r_proj=step.trust_region.rate if step.trust_region else 0.0,
         diverged=result.diverged, divergence=result.divergence, steps=result.steps,
