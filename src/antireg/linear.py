@@ -37,6 +37,7 @@ from antireg.spectral import (
     center_design,
     clamp_alpha,
     dof,
+    _ROW_BLOCK,
     safe_alpha_min,
     thin_svd,
 )
@@ -246,7 +247,7 @@ class _BaseARRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
             A, X_offset, sqrt_sw = center_design(X, self.fit_intercept, sample_weight)
             Y, y_offset, _ = center_design(y, self.fit_intercept, sample_weight)
             _require_float_range(A, Y, X_offset, y_offset)
-            U, s, Vt = thin_svd(A)
+            U, s, Vt = thin_svd(A, overwrite_a=True)  # A is our centred copy
             UtY = U.T @ Y
             _require_float_range(UtY, eigs=s**2)
         return _Spectral(U, s, Vt, y, y_ndim, Y, UtY, sqrt_sw, X_offset, y_offset)
@@ -697,23 +698,29 @@ class ARRidgeCV(_BaseARRidge):
     def _cv_errors(self, spec: _Spectral, alphas: np.ndarray) -> np.ndarray:
         """LOO or GCV errors (sqrt(sw)-scaled), shape (n, m, t); NaN where undefined.
 
-        Consumes ``spec.U`` (squares it in place).  The large arrays are updated in
-        place because, at benchmark sizes, fresh temporaries cost as much as the
-        arithmetic.
+        Consumes ``spec.U`` (squares it in place).  Computed a block of rows at a
+        time into the one output array: each block's fitted values and ``1 - H_ii``
+        stay in cache, and no other array of the output's size is allocated (at
+        benchmark sizes fresh temporaries cost as much as the arithmetic).
         """
         (n, t), r, m = spec.Y.shape, spec.s.size, alphas.size
         F = spec.eigs[:, None] / (spec.eigs[:, None] + alphas)  # (r, m)
-        fitted = spec.U @ (F[:, :, None] * spec.UtY[:, None, :]).reshape(r, m * t)
-        errors = fitted.reshape(n, m, t)
-        np.subtract(spec.Y[:, None, :], errors, out=errors)  # residuals (I - H) y
+        FUtY = (F[:, :, None] * spec.UtY[:, None, :]).reshape(r, m * t)
+        errors = np.empty((n, m, t))
         if self.criterion == "loo":
-            leverage = np.square(spec.U, out=spec.U) @ F  # diag(U diag(F) U^T)
-            if self.fit_intercept:
-                leverage += (spec.sqrt_sw**2 / (spec.sqrt_sw**2).sum())[:, None]
-            one_minus_h = np.subtract(1.0, leverage, out=leverage)
+            # 1 - H_ii = (1 - sw_i / sum(sw)) - (U^2 F)_i: the intercept's and U's leverages
+            rest = 1.0 - spec.sqrt_sw**2 / spec.n_eff if self.fit_intercept else np.ones(n)
+            minus_F = -F
         else:
             one_minus_h = 1.0 - (F.sum(axis=0, keepdims=True) + self.fit_intercept) / n
             one_minus_h[one_minus_h < 0] = np.nan  # tr H > n: GCV undefined
-        one_minus_h[np.abs(one_minus_h) <= _UNDEFINED_TOL] = np.nan
-        errors /= one_minus_h[:, :, None]
+        for start in range(0, n, _ROW_BLOCK):
+            rows = slice(start, start + _ROW_BLOCK)
+            U, block = spec.U[rows], errors[rows]
+            np.matmul(U, FUtY, out=block.reshape(-1, m * t))  # fitted values H y
+            np.subtract(spec.Y[rows, None, :], block, out=block)  # residuals (I - H) y
+            if self.criterion == "loo":
+                one_minus_h = np.square(U, out=U) @ minus_F
+                one_minus_h += rest[rows, None]
+            block /= np.where(np.abs(one_minus_h) <= _UNDEFINED_TOL, np.nan, one_minus_h)[:, :, None]
         return errors

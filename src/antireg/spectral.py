@@ -62,18 +62,20 @@ def center_design(
 
 
 def thin_svd(
-    A: ArrayLike, rtol: float | None = None
+    A: ArrayLike, rtol: float | None = None, *, overwrite_a: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank-revealing thin SVD ``A = U diag(s) Vt`` with ``s > 0`` in decreasing order.
 
     Computed from the eigendecomposition of the smaller Gram matrix (``A^T A`` when
     ``n >= d``, else ``A A^T``), which costs ``O(n d min(n, d))`` and is much faster
-    than a full SVD for tall or wide designs; the other factor is ``A V / s`` (or
-    ``A^T U / s``).  Eigenvalues ``s_i^2 <= rtol * max(s^2)`` are treated as zero;
+    than a full SVD for tall or wide designs; the other factor is ``A (V / s)`` (or
+    ``A^T (U / s)``).  Eigenvalues ``s_i^2 <= rtol * max(s^2)`` are treated as zero;
     the default ``rtol = max(n, d) * eps`` is the rounding level of the Gram matrix.
     A design whose entries are too large or too small for its Gram matrix to fit in
     float64 is first scaled by a power of two (exactly), so only ``s`` itself must
-    be representable.  Raises ``ValueError`` for a non-finite or non-2-D ``A``.
+    be representable.  With ``overwrite_a`` a float64 ``A`` is overwritten (as in
+    SciPy): the large factor is written into its memory, so no second array of
+    ``A``'s size is allocated.  Raises ``ValueError`` for a non-finite or non-2-D ``A``.
     """
     A = np.asarray(A, dtype=float)
     if A.ndim != 2:
@@ -83,14 +85,13 @@ def thin_svd(
         rtol = max(n, d) * np.finfo(float).eps
     exponent = _gram_safe_exponent(A)
     if exponent:
-        A = np.ldexp(A, -exponent)
+        A = np.ldexp(A, -exponent, out=A if overwrite_a else None)
     tall = n >= d
     mu, W = np.linalg.eigh(A.T @ A if tall else A @ A.T)
-    mu, W = mu[::-1], W[:, ::-1]
     keep = mu > rtol * mu.max(initial=0.0)
-    s, W = np.sqrt(mu[keep]), W[:, keep]
-    other = A @ W if tall else A.T @ W
-    other /= s
+    mu, W = mu[keep][::-1], W[:, keep][:, ::-1]
+    s = np.sqrt(mu)
+    other = _product_by_rows(A if tall else A.T, W / s, overwrite_a)
     if exponent:
         with np.errstate(over="ignore"):
             s = np.ldexp(s, exponent)
@@ -100,6 +101,24 @@ def thin_svd(
                 "rescale the data."
             )
     return (other, s, W.T) if tall else (W, s, other.T)
+
+
+# Rows per block of _product_by_rows: a block's product stays in cache, and the
+# result of at most this many rows is held beside the matrix being overwritten.
+_ROW_BLOCK = 256
+
+
+def _product_by_rows(B: np.ndarray, M: np.ndarray, overwrite: bool) -> np.ndarray:
+    """``B @ M`` for ``M`` of shape (k, r), ``r <= k``, written over ``B[:, :r]`` when
+    ``overwrite``: row block by row block, each block's product taken before it is
+    written, so no row is read after it was overwritten."""
+    if not overwrite:
+        return B @ M
+    out = B[:, : M.shape[1]]
+    for start in range(0, B.shape[0], _ROW_BLOCK):
+        rows = slice(start, start + _ROW_BLOCK)
+        out[rows] = B[rows] @ M
+    return out
 
 
 def _gram_safe_exponent(A: np.ndarray) -> int:
