@@ -99,3 +99,33 @@ def test_regression_metrics_against_sklearn():
     assert m["rmse"] == np.sqrt(mean_squared_error(y, p))
     assert m["mae"] == mean_absolute_error(y, p)
     np.testing.assert_allclose(m["r2"], r2_score(y, p))
+
+
+def test_fixed_budget_with_replacement_is_the_learned_optimizer_protocol():
+    """replacement + max_steps + keep="last" equal the hand loop of the learned-optimizer
+    evaluation: T steps on torch.randint minibatches of one generator, final parameters."""
+    X, y = _linear_problem(n=50)
+
+    def fresh():
+        torch.manual_seed(3)
+        model = make_model("mlp", 4, width=8, depth=1).double()
+        return model, TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+
+    model, step = fresh()
+    g = torch.Generator().manual_seed(7)
+    for _ in range(11):
+        idx = torch.randint(50, (16,), generator=g)
+        step(lambda: squared_error(model(X[idx]), y[idx]))
+    want = [p.detach().clone() for p in model.parameters()]
+
+    model, step = fresh()
+    result = fit(model, step, squared_error, (X, y), (X, y), epochs=3, batch_size=16,
+                 generator=torch.Generator().manual_seed(7), replacement=True, max_steps=11, keep="last")
+    assert result.steps == 11 and [h["steps"] for h in result.history] == [4, 4, 3]
+    for p, w in zip(model.parameters(), want):
+        torch.testing.assert_close(p.detach(), w, rtol=0, atol=0)
+    # keep="best" (the default) restores the best epoch instead
+    model, step = fresh()
+    best = fit(model, step, squared_error, (X, y), (X, y), epochs=3, batch_size=16,
+               generator=torch.Generator().manual_seed(7), replacement=True, max_steps=11)
+    assert best.best_val_loss == min(h["val_loss"] for h in best.history)

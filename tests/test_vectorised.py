@@ -207,3 +207,43 @@ def test_stackable_names_only_rules_the_stacked_step_trains():
 
     assert stackable("erm") and not stackable("no_such_rule")
     assert STACKED_RULES <= set(RULES)
+
+
+def test_stacked_fit_follows_the_same_protocol_options():
+    """fit_stacked is fit's loop with a stacked step: with replacement sampling, a step
+    budget and the last state kept, each model ends where its own fit leaves it."""
+    from antireg.models import flatten_parameters, make_model
+    from antireg.penalty import ProximityPenalty
+    from antireg.safeguards import GradClip
+    from antireg.step import TrainStep
+    from antireg.train import fit, squared_error
+
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(40, 3, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64))
+            for _ in range(3)]
+
+    def runs():
+        out = []
+        for i, lam in enumerate([0.0, -0.05, 0.1]):
+            torch.manual_seed(i)
+            model = make_model("mlp", 3, width=8, depth=1).double()
+            flatten_parameters(model)
+            p = list(model.parameters())
+            step = TrainStep(model, torch.optim.SGD(p, lr=0.05), penalty=ProximityPenalty(p, lam, "init") if lam else None,
+                             clip=GradClip(p, 0.5) if i else None)
+            out.append((model, step))
+        return out
+
+    protocol = dict(replacement=True, max_steps=8, keep="last")
+    singles = runs()
+    for (model, step), d in zip(singles, data):
+        fit(model, step, squared_error, d, d, 4, 16, torch.Generator().manual_seed(1), **protocol)
+    stacked = runs()
+    results = fit_stacked([m for m, _ in stacked], [s for _, s in stacked], squared_error, data, data, 4, 16,
+                          [torch.Generator().manual_seed(1) for _ in data], **protocol)
+    assert [r.steps for r in results] == [8] * 3 and [h["steps"] for h in results[0].history] == [3, 3, 2]
+    for (a, sa), (b, sb) in zip(singles, stacked):
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+        if sa.clip:
+            assert (sa.clip.steps, sa.clip.events) == (sb.clip.steps, sb.clip.events)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from antireg.penalty import ProximityPenalty
 from antireg.rules import ERM
 from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
-from antireg.train import FitResult, LossFn, bad_params_reason, bad_step_reason, epoch_row
+from antireg.train import FitResult, LossFn, fit_stepper
 
 OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
 STACKED_RULES = frozenset({"erm"})  # names in antireg.rules.RULES whose runs train stacked
@@ -209,6 +210,62 @@ class StackedStep:
         return finite
 
 
+class StackedStepper:
+    """M models as one :class:`StackedStep`, each with its own data, generator and step:
+    the stepper of :func:`antireg.train.fit_stepper` for the vectorised path."""
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        steps: Sequence[TrainStep],
+        loss_fn: LossFn,
+        train: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        val: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
+        self.stacked = StackedStep(models, steps, loss_fn)
+        self.models, self.steps = list(models), list(steps)
+        self.X, self.y = (torch.stack(parts) for parts in zip(*train))
+        self.X_val, self.y_val = (torch.stack(parts) for parts in zip(*val))
+        self.n_models, self.n = self.X.shape[:2]
+        self.device = self.X.device
+        self.clipping = np.array([s.clip is not None for s in steps])
+        self.rows = torch.arange(self.n_models, device=self.device)[:, None]
+        self.best = self.stacked.flat.detach().clone()
+
+    def __call__(self, idx: torch.Tensor | None) -> torch.Tensor:
+        xb, yb = (self.X, self.y) if idx is None else (self.X[self.rows, idx], self.y[self.rows, idx])
+        return torch.stack([v.to(self.X.dtype) for v in self.stacked(xb, yb)])
+
+    def val_losses(self) -> torch.Tensor:
+        return self.stacked.val_losses(self.X_val, self.y_val)
+
+    def finite(self) -> torch.Tensor:
+        return self.stacked.finite()
+
+    def keep(self, improved: np.ndarray) -> None:
+        flat = self.stacked.flat.detach()
+        if improved.all():
+            self.best.copy_(flat)
+        else:  # one pass, in place: cheaper than gathering and scattering the rows
+            torch.where(torch.as_tensor(improved, device=self.device)[:, None], flat, self.best, out=self.best)
+
+    def finish(self, results: list[FitResult], best: bool) -> None:
+        """Copy each model's kept (or last) parameters back into it, and add the steps and
+        events its log counted to its TrainStep's clip and trust region, as its own run would."""
+        for step, r in zip(self.steps, results):
+            clips, projs = sum(h["clip_events"] for h in r.history), sum(h["proj_events"] for h in r.history)
+            for guard, events in ((step.clip, clips), (step.trust_region, projs)):
+                if guard is not None:
+                    guard.steps += r.steps
+                    guard.events += events
+        with torch.no_grad():
+            for i, model in enumerate(self.models):
+                named = dict(model.named_parameters())
+                for name, b in self.stacked.stacked_params(self.best if best else self.stacked.flat).items():
+                    named[name].copy_(b[i])
+                model.eval()
+
+
 def fit_stacked(
     models: Sequence[nn.Module],
     steps: Sequence[TrainStep],
@@ -218,90 +275,14 @@ def fit_stacked(
     epochs: int,
     batch_size: int | None = None,
     generators: Sequence[torch.Generator] | None = None,
+    **protocol: Any,
 ) -> list[FitResult]:
-    """:func:`antireg.train.fit` for M models at once, each with its own data, step and generator.
+    """:func:`antireg.train.fit` for M models at once, each with its own data, step and
+    generator: :func:`antireg.train.fit_stepper` with a :class:`StackedStepper`.
 
     Returns one :class:`FitResult` per model, leaves each model holding its
     best-validation parameters (in eval mode), and adds each model's step and event
     counts to its TrainStep's clip and trust region, as the sequential path would.
-    The per-epoch bookkeeping is array arithmetic over the M models; the logs become
-    per-model rows once, at the end.
     """
-    stacked = StackedStep(models, steps, loss_fn)
-    X, y = (torch.stack(parts) for parts in zip(*train))
-    X_val, y_val = (torch.stack(parts) for parts in zip(*val))
-    M, n = X.shape[:2]
-    bs = n if batch_size is None else min(batch_size, n)
-    generators = generators if generators is not None else [None] * M
-    rows = torch.arange(M, device=X.device)[:, None]
-    clip_on = np.array([s.clip is not None for s in steps])
-    results = [FitResult() for _ in range(M)]
-    active = np.ones(M, dtype=bool)
-    total_steps = np.zeros(M, dtype=np.int64)
-    best_val = np.full(M, np.inf)
-    best_epoch = np.full(M, -1)
-    best = stacked.flat.detach().clone()
-    epoch_logs = []  # per epoch: (which models ran it, its per-model log columns)
-    for epoch in range(epochs):
-        # each model's own order, drawn on the CPU as the sequential path draws it
-        order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(X.device) if bs < n else None
-        log = []
-        for start in range(0, n, bs):
-            if order is None:
-                xb, yb = X, y
-            else:
-                idx = order[:, start : start + bs]
-                xb, yb = X[rows, idx], y[rows, idx]
-            log.append(torch.stack([v.to(X.dtype) for v in stacked(xb, yb)]))
-        # one transfer per epoch: (4, M, steps) of loss, gradient norm, clipped, projected
-        loss, norm, clipped, projected = torch.stack(log, dim=2).double().cpu().numpy()
-        val_loss = stacked.val_losses(X_val, y_val).double().cpu().numpy()
-        finite = stacked.finite().cpu().numpy()
-        # the sequential loop stops a model at its first non-finite loss (or measured norm),
-        # and counts and logs the steps up to and including that one
-        bad = ~np.isfinite(loss) | (clip_on[:, None] & ~np.isfinite(norm))
-        bad_step = bad.any(1)
-        used = np.where(bad_step, bad.argmax(1) + 1, loss.shape[1])
-        ran = np.arange(loss.shape[1]) < used[:, None]
-        ran_now = active.copy()
-        total_steps += np.where(active, used, 0)
-        diverged = active & (bad_step | ~finite)
-        for i in np.flatnonzero(diverged):
-            reason = bad_step_reason if bad_step[i] else bad_params_reason
-            results[i].diverged, results[i].divergence = True, reason(int(total_steps[i]))
-        active &= ~diverged
-        val_loss = np.where(active, val_loss, np.nan)
-        improved = active & (val_loss < best_val)
-        best_val[improved], best_epoch[improved] = val_loss[improved], epoch
-        columns = (  # epoch_row's arguments after the epoch, each (M,): means over the steps run
-            np.where(ran, loss, 0.0).sum(1) / used, val_loss, np.where(ran, norm, 0.0).sum(1) / used,
-            (clipped * ran).sum(1).astype(int), (projected * ran).sum(1).astype(int), used,
-        )  # fmt: skip
-        epoch_logs.append((ran_now, [c.tolist() for c in columns]))
-        if improved.all():
-            best.copy_(stacked.flat.detach())
-        elif improved.any():  # one pass, in place: cheaper than gathering and scattering the rows
-            keep = torch.as_tensor(improved, device=X.device)[:, None]
-            torch.where(keep, stacked.flat.detach(), best, out=best)
-        if not active.any():
-            break
-    for i, (step, r) in enumerate(zip(steps, results)):
-        r.steps, r.best_val_loss, r.best_epoch = int(total_steps[i]), float(best_val[i]), int(best_epoch[i])
-        logged = [(epoch, cols) for epoch, (ran_now, cols) in enumerate(epoch_logs) if ran_now[i]]
-        r.history = [epoch_row(epoch, *(c[i] for c in cols)) for epoch, cols in logged]
-        _count(step, r.steps, sum(h["clip_events"] for h in r.history), sum(h["proj_events"] for h in r.history))
-    with torch.no_grad():
-        for i, model in enumerate(models):
-            named = dict(model.named_parameters())
-            for name, b in stacked.stacked_params(best).items():
-                named[name].copy_(b[i])
-            model.eval()
-    return results
-
-
-def _count(step: TrainStep, steps: int, clips: int, projs: int) -> None:
-    """Add an epoch's counts to the step's safeguards, which report r_clip and r_proj."""
-    for guard, events in ((step.clip, clips), (step.trust_region, projs)):
-        if guard is not None:
-            guard.steps += steps
-            guard.events += events
+    stepper = StackedStepper(models, steps, loss_fn, train, val)
+    return fit_stepper(stepper, epochs, batch_size, generators, **protocol)
