@@ -193,6 +193,64 @@ def test_loo_scores_match_sklearn_ridgecv_for_positive_alphas():
     assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
 
 
+def _ill_conditioned(n, d, cond, seed=0):
+    """Design with singular values log-spaced over ``cond`` (before centring), offset
+    so that centring matters, and weights."""
+    rng = np.random.default_rng(seed)
+    k = min(n, d)
+    left, right = (np.linalg.qr(rng.normal(size=(m, k)))[0] for m in (n, d))
+    X = (left * np.geomspace(10.0, 10.0 / cond, k)) @ right.T + 5.0
+    y = X @ rng.normal(size=d) + 0.1 * rng.normal(size=n) + 2.0
+    return X, y, rng.uniform(0.3, 3.0, n)
+
+
+def _svd_cv_scores(X, y, alphas, sw, criterion):
+    """-mean(sw_i e_i^2) of LOO or GCV errors from LAPACK's SVD of the centred,
+    weighted design (not its Gram matrix), all rows at once (NaN where GCV is undefined);
+    and the pole -s_min^2."""
+    Xc, yc, _, _ = _centre(X, y, sw, True)
+    U, s, _ = np.linalg.svd(Xc, full_matrices=False)
+    U, s = U[:, s > 1e-8 * s[0]], s[s > 1e-8 * s[0]]
+    scores = []
+    for alpha in alphas:
+        F = s**2 / (s**2 + alpha)
+        residuals = yc - U @ (F * (U.T @ yc))
+        if criterion == "loo":
+            one_minus_h = 1 - (U**2 @ F + sw / sw.sum())
+        else:  # undefined (NaN) where tr H > n
+            one_minus_h = 1 - (F.sum() + 1) / len(X) if F.sum() + 1 <= len(X) else np.nan
+        scores.append(-np.mean((residuals / one_minus_h) ** 2))
+    return np.array(scores), -s[-1] ** 2
+
+
+# n > 256 rows: LOO/GCV errors are computed in several row blocks, the last one partial
+@pytest.mark.parametrize("shape", [(600, 30), (300, 400)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loo_over_row_blocks_matches_ridgecv_on_ill_conditioned_designs(shape, weighted):
+    X, y, sw = _ill_conditioned(*shape, cond=1e4)
+    sw = sw if weighted else None
+    alphas = np.geomspace(1e-3, 1e2, 6)
+    ours = ARRidgeCV(alphas=alphas, store_cv_results=True).fit(X, y, sw)
+    ref = RidgeCV(alphas=alphas, store_cv_results=True).fit(X, y, sample_weight=sw)
+    scale = np.abs(ref.cv_results_).max()  # squared errors near 0 have no relative precision
+    np.testing.assert_allclose(ours.cv_results_, ref.cv_results_, rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(ours.cv_results_.mean(axis=0), ref.cv_results_.mean(axis=0), rtol=1e-10)
+    assert ours.alpha_ == ref.alpha_
+    assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(600, 30), (300, 400)])
+@pytest.mark.parametrize("criterion", ["loo", "gcv"])
+def test_negative_alphas_over_row_blocks_match_the_svd_of_the_design(shape, criterion):
+    X, y, sw = _ill_conditioned(*shape, cond=1e2)
+    _, pole = _svd_cv_scores(X, y, [], sw, criterion)
+    alphas = np.array([0.85, 0.5, 0.1, -1.0]) * pole  # down to near the safe bound 0.9 * pole
+    ours = ARRidgeCV(alphas=alphas, criterion=criterion, store_cv_results=True).fit(X, y, sw)
+    expected, _ = _svd_cv_scores(X, y, alphas, sw, criterion)
+    np.testing.assert_allclose(-ours.cv_results_.mean(axis=0), expected, rtol=1e-10)
+    assert ours.alpha_min_ == pytest.approx(0.9 * pole, rel=1e-10)
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_gcv_matches_formula(fit_intercept):
     X, y, _ = _problem(30, 5)

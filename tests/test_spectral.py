@@ -62,6 +62,32 @@ def test_thin_svd_reconstructs_with_orthonormal_factors(shape):
     np.testing.assert_allclose(Vt @ Vt.T, np.eye(r), atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", [(600, 7), (7, 600), (300, 280)])  # several row blocks each
+@pytest.mark.parametrize("scale", [1.0, 1e200, 1e-200])  # and the rescaled Gram matrix
+@pytest.mark.parametrize("rank_deficient", [False, True])
+def test_thin_svd_overwrite_a_writes_the_same_factors_into_a(shape, scale, rank_deficient):
+    A, tall = _design(*shape), shape[0] >= shape[1]
+    if rank_deficient and tall:
+        A[:, -1] = A[:, 0]  # a repeated column: one direction fewer
+    elif rank_deficient:
+        A[-1] = A[0]  # a repeated row
+    A *= scale
+    U0, s0, Vt0 = thin_svd(A)
+    work = A.copy()
+    U, s, Vt = thin_svd(work, overwrite_a=True)
+    assert np.shares_memory(U if tall else Vt, work)  # the large factor lives in A's memory
+    r = min(shape) - rank_deficient
+    assert U.shape == (shape[0], r) and s.shape == (r,) and Vt.shape == (r, shape[1])
+    np.testing.assert_array_equal(s, s0)
+    np.testing.assert_allclose(U, U0, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(Vt, Vt0, rtol=0, atol=1e-13)
+    # the oracle: LAPACK's SVD of A itself
+    s_ref = np.linalg.svd(A / scale, compute_uv=False)[:r] * scale
+    np.testing.assert_allclose(s, s_ref, rtol=1e-10)
+    np.testing.assert_allclose((U * (s / scale)) @ Vt, A / scale, atol=1e-11)
+    np.testing.assert_allclose(U.T @ U, np.eye(r), atol=1e-10)
+
+
 def test_center_design_weighted_mean_and_scaling():
     X = _design(10, 3)
     sw = np.arange(1.0, 11.0)
