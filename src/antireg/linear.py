@@ -722,5 +722,8 @@ class ARRidgeCV(_BaseARRidge):
             if self.criterion == "loo":
                 one_minus_h = np.square(U, out=U) @ minus_F
                 one_minus_h += rest[rows, None]
-            block /= np.where(np.abs(one_minus_h) <= _UNDEFINED_TOL, np.nan, one_minus_h)[:, :, None]
+            undefined = np.abs(one_minus_h) <= _UNDEFINED_TOL
+            if undefined.any():
+                one_minus_h[undefined] = np.nan
+            block /= one_minus_h[:, :, None]
         return errors
