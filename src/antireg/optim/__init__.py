@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from contextlib import ExitStack
+from contextlib import nullcontext
+from functools import cached_property
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
@@ -41,15 +42,29 @@ from antireg.spectral import ETA
 from antireg.step import load_safeguard_state, safeguard_state
 
 from antireg.rules import gam, gr, sam
-from antireg.rules.base import Grads, Rule, dot, frozen_norm_stats, grad_of
+from antireg.rules import base
+from antireg.rules.base import Grads, Rule, dot, frozen_stats, grad_of
 
 TorchClosure = Callable[..., torch.Tensor]
 
 
-def _grads(params: list[torch.Tensor]) -> Grads:
-    """A copy of every ``p.grad`` (zeros where a parameter got none): the rule may call
-    the closure again, which overwrites ``p.grad``."""
-    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+def _grads(params: list[torch.Tensor], take: bool = False) -> Grads:
+    """Every ``p.grad`` (zeros where a parameter got none), kept apart from what the closure's
+    next ``backward()`` writes. ``take``: hand the tensors over and set ``p.grad = None`` (the
+    next backward then allocates new ones; no copy); a gradient that is a view (e.g. into DDP's
+    buckets with ``gradient_as_bucket_view=True``, which are written again) is copied, as is
+    every one without ``take``."""
+    out = []
+    for p in params:
+        g = p.grad
+        if g is None:
+            out.append(torch.zeros_like(p))
+        elif take and not g._is_view():
+            out.append(g)
+            p.grad = None
+        else:
+            out.append(g.detach().clone())
+    return out
 
 
 def _names(params: list[torch.Tensor], modules: Iterable[torch.nn.Module]) -> list[str]:
@@ -75,20 +90,24 @@ class ClosureBatch:
         closure: TorchClosure,
         modules: Iterable[torch.nn.Module],
         loss_scale: float = 1.0,
+        norm_layers: list[torch.nn.Module] | None = None,
     ) -> None:
         self.params = params
         self.loss_scale = float(loss_scale)
         self.modules = list(modules)
-        self.names = _names(params, self.modules)
+        self.norm_layers = norm_layers if norm_layers is not None else base.norm_layers(self.modules)
         self.closure = closure
         self._evaluated = False
 
+    @cached_property
+    def names(self) -> list[str]:
+        """Each parameter's name (only ASAM asks, so it is found only then)."""
+        return _names(self.params, self.modules)
+
     def _evaluate(self, **kwargs: Any) -> torch.Tensor:
         """Call the closure; every call after the first with the running statistics frozen."""
-        with ExitStack() as stack, torch.enable_grad():
-            if self._evaluated:
-                for m in self.modules:
-                    stack.enter_context(frozen_norm_stats(m))
+        frozen = self._evaluated and self.norm_layers
+        with frozen_stats(self.norm_layers) if frozen else nullcontext(), torch.enable_grad():
             loss = self.closure(**kwargs)
         self._evaluated = True
         return loss
@@ -97,7 +116,7 @@ class ClosureBatch:
         if transform is not None:
             raise ValueError("a torch-convention closure returns the mean loss: per-example transforms are not available")
         loss = self._evaluate()
-        return self._true_sizes(loss, _grads(self.params))
+        return self._true_sizes(loss, _grads(self.params, take=True))
 
     def _true_sizes(self, loss: torch.Tensor, *results: Grads) -> tuple:
         """(L, *results) divided by S: the closure backpropagated scaler.scale(loss), the rule needs true sizes."""
@@ -177,6 +196,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.state = self.base_optimizer.state
         self.rule = rule
         self.modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
+        self._norm_layers = base.norm_layers(self.modules)  # found once: walking the model every pass costs
         if hasattr(rule, "bind"):
             rule.bind(self)
 
@@ -205,7 +225,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"{type(self).__name__}.step needs a closure (it evaluates the loss more than once)")
         params = self._params()
         scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
-        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules, scale))
+        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules, scale, self._norm_layers))
         self._apply(params, grads, scaler, scale)
         return loss
 

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator, Sequence
+from typing import Callable, ContextManager, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -29,16 +29,16 @@ Grads = list[torch.Tensor]
 NORM_EPS = 1e-12
 
 
-@contextmanager
-def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
-    """Run forward passes without changing any running statistics.
+def norm_layers(modules: Iterable[nn.Module]) -> list[_NormBase]:
+    """The BatchNorm/InstanceNorm layers of ``modules`` (and their submodules), each once."""
+    layers = {id(m): m for module in modules for m in module.modules() if isinstance(m, _NormBase)}
+    return list(layers.values())
 
-    Saves and restores the buffers (running mean/var, batch counter) of every
-    BatchNorm/InstanceNorm layer, which is exact whatever the layer's momentum
-    (including ``momentum=None``, the cumulative average). Layers still normalise
-    with the batch statistics, as in the plain training pass.
-    """
-    buffers = [b for m in model.modules() if isinstance(m, _NormBase) for b in m.buffers(recurse=False)]
+
+@contextmanager
+def frozen_stats(layers: Sequence[_NormBase]) -> Iterator[None]:
+    """:func:`frozen_norm_stats` for given layers (an optimizer finds them once, not every pass)."""
+    buffers = [b for m in layers for b in m.buffers(recurse=False)]
     saved = [b.clone() for b in buffers]
     try:
         yield
@@ -48,17 +48,35 @@ def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
                 b.copy_(s)
 
 
+def frozen_norm_stats(model: nn.Module) -> ContextManager[None]:
+    """Run forward passes without changing any running statistics.
+
+    Saves and restores the buffers (running mean/var, batch counter) of every
+    BatchNorm/InstanceNorm layer, which is exact whatever the layer's momentum
+    (including ``momentum=None``, the cumulative average). Layers still normalise
+    with the batch statistics, as in the plain training pass.
+    """
+    return frozen_stats(norm_layers([model]))
+
+
 @contextmanager
 def perturbed(params: Sequence[torch.Tensor], delta: Sequence[torch.Tensor]) -> Iterator[None]:
-    """θ ← θ + δ inside the block; afterwards θ is restored exactly (a copy, not θ + δ − δ)."""
-    saved = [p.detach().clone() for p in params]
+    """θ ← θ + δ inside the block; afterwards θ is restored exactly (θ itself, not θ + δ − δ).
+
+    The parameters point to new tensors θ + δ for the block and back to their own
+    storage after it: one pass over θ instead of a saved copy, an in-place add and a
+    copy back (what a large model's step pays for)."""
+    params = list(params)
     with torch.no_grad():
-        torch._foreach_add_(list(params), list(delta))
+        shifted = torch._foreach_add([p.detach() for p in params], list(delta))
+    own = [p.data for p in params]
+    for p, s in zip(params, shifted):
+        p.data = s
     try:
         yield
     finally:
-        with torch.no_grad():
-            torch._foreach_copy_(list(params), saved)
+        for p, s in zip(params, own):
+            p.data = s
 
 
 def grad_of(objective: torch.Tensor, params: Sequence[torch.Tensor], create_graph: bool = False) -> Grads:
@@ -72,9 +90,15 @@ def dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([(x * y).sum() for x, y in zip(xs, ys)]).sum()
 
 
+def mul(xs: Sequence[torch.Tensor], c: float) -> Grads:
+    """c·x, tensor by tensor. The same values as ``torch._foreach_mul(xs, c)``; a 0-d tensor
+    for c takes a faster path on the CPU than a Python number."""
+    return torch._foreach_mul(list(xs), torch.tensor(c, dtype=torch.float64))
+
+
 def scaled_to(radius: float, xs: Sequence[torch.Tensor]) -> Grads:
     """radius · x/‖x‖: a step of length ``radius`` along x."""
-    return torch._foreach_mul(list(xs), radius / (float(global_norm(xs)) + NORM_EPS))
+    return mul(xs, radius / (float(global_norm(xs)) + NORM_EPS))
 
 
 def add(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], alpha: float = 1.0) -> Grads:

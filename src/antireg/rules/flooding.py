@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from antireg.rules.base import Batch, Grads, Rule
+from antireg.rules.base import Batch, Grads, Rule, mul
 
 
 class Flooding(Rule):
@@ -28,4 +28,4 @@ class Flooding(Rule):
         if self.per_example:
             return batch.grad(transform=lambda losses: (losses - self.b).abs() + self.b)
         loss, g = batch.grad()
-        return loss, torch._foreach_mul(g, float(torch.sign(loss - self.b)))
+        return loss, mul(g, float(torch.sign(loss - self.b)))

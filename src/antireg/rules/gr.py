@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from antireg.rules.base import Batch, Grads, Rule, add, perturbed
+from antireg.rules.base import Batch, Grads, Rule, add, mul, perturbed
 
 Mode = Literal["db", "fd_forward", "fd_backward"]
 
@@ -50,7 +50,7 @@ class GradientNorm(Rule):
         with perturbed(batch.params, [s * self.eps * gi for gi in g]):
             _, g_shift = batch.grad()
         c = s * self.gamma / self.eps
-        return loss, add(torch._foreach_mul(g, 1.0 - c), g_shift, alpha=c)
+        return loss, add(mul(g, 1.0 - c), g_shift, alpha=c)
 
 
 class IGR(GradientNorm):

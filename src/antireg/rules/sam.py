@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, dot, perturbed, scaled_to
+from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, dot, mul, perturbed, scaled_to
 from antireg.safeguards import global_norm
 
 
@@ -69,7 +69,7 @@ class ASAM(SAM):
         t = [p.detach().abs() + self.eta if "weight" in name else None for name, p in zip(batch.names, batch.params)]
         tg = [gi if ti is None else ti * gi for ti, gi in zip(t, g)]
         t2g = [tgi if ti is None else ti * tgi for ti, tgi in zip(t, tg)]
-        return torch._foreach_mul(t2g, self.current_rho() / (float(global_norm(tg)) + NORM_EPS))
+        return mul(t2g, self.current_rho() / (float(global_norm(tg)) + NORM_EPS))
 
 
 class GSAM(SAM):
