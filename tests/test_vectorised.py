@@ -136,11 +136,13 @@ def test_mlp_products_equal_the_generic_vmap_path_bit_for_bit():
 
 
 def test_tasks_group_by_key_and_leave_the_relatives_to_the_sequential_path():
-    specs = _specs(REG, relatives={"sam": {"rho": [0.05]}})
+    stacked = _specs(REG, relatives={"sam": {"rho": [0.05]}})
+    assert all(t.vectorised for t in make_tasks(stacked, {s.run_id for s in stacked}, vectorise=True))
+    specs = _specs(REG, relatives={"flooding": {"b": [0.05]}})  # a relative that does not stack
     every = {s.run_id for s in specs}
     tasks = make_tasks(specs, every, vectorise=True)
-    sam = [t for t in tasks if t.specs[0].rule == "sam"]
-    assert sam and all(len(t.specs) == 1 and not t.vectorised for t in sam)
+    flooding = [t for t in tasks if t.specs[0].rule == "flooding"]
+    assert flooding and all(len(t.specs) == 1 and not t.vectorised for t in flooding)
     batched = [t for t in tasks if t.vectorised]
     assert len(batched) == 2  # sgd and adam: different optimizers never share a batched model
     assert all(len({group_key(s) for s in t.specs}) == 1 for t in batched)
@@ -159,8 +161,8 @@ def test_tasks_group_by_key_and_leave_the_relatives_to_the_sequential_path():
 def test_unsupported_steps_are_refused_with_the_reason():
     spec = _specs(REG)[0]
     run = prepare(spec, DATA)
-    run.step.rule = make_rule("sam", rho=0.05)
-    with pytest.raises(ValueError, match="only ERM is vectorised"):
+    run.step.rule = make_rule("flooding", b=0.05)
+    with pytest.raises(ValueError, match="only erm, sam, asam, gsam are vectorised"):
         StackedStep([run.model], [run.step], run.loss_fn)
     run = prepare(spec, DATA)
     run.step.optimizer = torch.optim.RMSprop(run.model.parameters())
@@ -205,8 +207,8 @@ def test_stackable_names_only_rules_the_stacked_step_trains():
     from antireg.rules import RULES
     from antireg.vectorised import STACKED_RULES, stackable
 
-    assert stackable("erm") and not stackable("no_such_rule")
-    assert STACKED_RULES <= set(RULES)
+    assert stackable("erm") and stackable("sam") and not stackable("flooding") and not stackable("no_such_rule")
+    assert all(RULES[name] is rule for name, rule in STACKED_RULES.items())
 
 
 def test_stacked_fit_follows_the_same_protocol_options():
@@ -247,3 +249,52 @@ def test_stacked_fit_follows_the_same_protocol_options():
             torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
         if sa.clip:
             assert (sa.clip.steps, sa.clip.events) == (sb.clip.steps, sb.clip.events)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_sharpness_aware_rules_stacked_equal_their_own_train_steps(optimizer):
+    """SAM, ASAM and GSAM (with an ERM and an AR model in the same stack) train stacked to
+    what each one's own TrainStep gives, in float64, minibatches, clip and trust region on."""
+    from antireg.models import flatten_parameters, make_model
+    from antireg.penalty import ProximityPenalty
+    from antireg.safeguards import GradClip, TrustRegion
+    from antireg.step import TrainStep
+    from antireg.train import fit, squared_error
+    from antireg.vectorised import stackable
+
+    rules = [("erm", {}), ("erm", {}), ("sam", {"rho": 0.05}), ("sam", {"rho": 0.2}), ("asam", {"rho": 0.5}),
+             ("gsam", {"rho": 0.1, "alpha": 0.3})]
+    assert all(stackable(name) for name, _ in rules)
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(40, 3, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64))
+            for _ in rules]
+
+    def runs():
+        out = []
+        for i, (name, params) in enumerate(rules):
+            torch.manual_seed(i)
+            model = make_model("mlp", 3, width=8, depth=2).double()
+            flatten_parameters(model)
+            p = list(model.parameters())
+            opt = torch.optim.SGD(p, lr=0.1, momentum=0.9) if optimizer == "sgd" else torch.optim.Adam(p, lr=0.02)
+            out.append((model, TrainStep(model, opt, make_rule(name, **params),
+                                         penalty=ProximityPenalty(p, -0.05, "init") if i == 1 else None,
+                                         clip=GradClip(p, 1.0) if i % 2 else None,
+                                         trust_region=TrustRegion(p, factor=0.3) if i > 2 else None)))
+        return out
+
+    singles = runs()
+    want = [fit(m, s, squared_error, d, d, 6, 16, torch.Generator().manual_seed(i))
+            for i, ((m, s), d) in enumerate(zip(singles, data))]
+    stacked = runs()
+    got = fit_stacked([m for m, _ in stacked], [s for _, s in stacked], squared_error, data, data, 6, 16,
+                      [torch.Generator().manual_seed(i) for i in range(len(rules))])
+    for (a, sa), (b, sb), w, r in zip(singles, stacked, want, got):
+        assert (w.steps, w.best_epoch) == (r.steps, r.best_epoch)
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+        for guard in ("clip", "trust_region"):
+            if getattr(sa, guard):
+                assert (getattr(sa, guard).steps, getattr(sa, guard).events) == \
+                       (getattr(sb, guard).steps, getattr(sb, guard).events)
+    assert any(s.trust_region.events for _, s in singles if s.trust_region)

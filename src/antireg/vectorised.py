@@ -12,13 +12,16 @@ divergence stop and best-validation checkpoint.
 No operation mixes models: matrix products are batched per model, the penalty, the
 safeguards and the optimizer update are elementwise or per-model reductions, so a
 model that diverges leaves the others untouched. The arithmetic is the sequential
-step's (ERM gradient → + λ(θ − θ_c) → clip → optimizer → projection), batched, and
-results agree with ``fit`` up to float rounding: batched products and reductions
-round differently from single ones, and by the shape of the batch, so a model's
-last bits depend on how many models share its batch (the sweep keeps batches fixed).
+step's (rule → + λ(θ − θ_c) → clip → optimizer → projection), with the single step's
+own stages, batched, and results agree with ``fit`` up to float rounding: batched
+products round differently from single ones, and by the shape of the batch, so a
+model's last bits depend on how many models share its batch (the sweep keeps batches
+fixed).
 
-Supported (:func:`unsupported` says why not otherwise): the ERM gradient rule (so ERM,
-AR and L2, with or without safeguards), ``torch.optim.SGD`` and ``Adam``, models
+Supported (:func:`unsupported` says why not otherwise): the gradient rules of
+:data:`STACKED_RULES` (ERM, so AR and L2, with or without safeguards; SAM, ASAM and
+GSAM, mixed freely in one stack, their second pass batched like the first and their
+ε̂ and update from each model's own rule), ``torch.optim.SGD`` and ``Adam``, models
 without buffers (no BatchNorm), no autocast or loss scaling.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,13 +39,15 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from antireg.penalty import ProximityPenalty
-from antireg.rules import ERM
+from antireg.rules import ASAM, ERM, GSAM, SAM
+from antireg.rules.base import perturbed
 from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
 from antireg.train import FitResult, LossFn, fit_stepper
 
 OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
-STACKED_RULES = frozenset({"erm"})  # names in antireg.rules.RULES whose runs train stacked
+# the gradient rules whose runs train stacked, by their names in antireg.rules.RULES
+STACKED_RULES = {"erm": ERM, "sam": SAM, "asam": ASAM, "gsam": GSAM}
 
 
 def stackable(rule: str) -> bool:
@@ -52,8 +58,8 @@ def stackable(rule: str) -> bool:
 
 def unsupported(model: nn.Module, step: TrainStep) -> str | None:
     """Why ``step`` cannot be vectorised, or None when it can."""
-    if type(step.rule) is not ERM:
-        return f"gradient rule {step.rule!r} (only ERM is vectorised)"
+    if type(step.rule) not in STACKED_RULES.values():
+        return f"gradient rule {step.rule!r} (only {', '.join(STACKED_RULES)} are vectorised)"
     if type(step.optimizer) not in OPTIMIZERS:
         return f"optimizer {type(step.optimizer).__name__} (only SGD and Adam are vectorised)"
     if step.autocast is not None or step.scaler is not None:
@@ -148,6 +154,12 @@ class StackedStep:
             radius = [s.trust_region.radius if s.trust_region else torch.inf for s in steps]
             self.trust_region = TrustRegion(rows, radius, ref=[ref], blocks=blocks)
 
+        self.rules = [s.rule for s in steps]
+        # SAM, ASAM, GSAM: the gradient at θ + ε̂ too, ε̂ and the update from each model's own rule
+        self.sharpness_aware = [i for i, r in enumerate(self.rules) if isinstance(r, SAM)]
+        if self.sharpness_aware:
+            self._init_two_pass()
+
         base = copy.deepcopy(models[0]).to("meta")  # the architecture; parameters come from the stack
         if _is_mlp(base):
             self.forward = partial(_mlp_forward, base)
@@ -178,11 +190,47 @@ class StackedStep:
         out = self.forward(self.stacked_params(), x)
         return self.loss_fn(out.flatten(0, 1), y.flatten(0, 1)).view(y.shape[:2]).mean(1)
 
+    def loss_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) losses and the (M, P) gradient: Σ over models couples no two of them, so
+        row i of the gradient is model i's ∇L."""
+        loss = self.losses(xb, yb)
+        (grad,) = torch.autograd.grad(loss.sum(), self.flat)
+        return loss, grad
+
+    def _init_two_pass(self) -> None:
+        """Buffers of g, gᵖ and ε̂ with each model's parameter-shaped views into them, made
+        once: the rules' arithmetic runs model by model on these views."""
+        self._g, self._g_p, self._eps = (torch.zeros_like(self.flat, requires_grad=False) for _ in range(3))
+        views = lambda t: [[c[i].view(s) for c, s in zip(t.split(self.sizes, 1), self.shapes)]  # noqa: E731
+                           for i in range(len(self.rules))]
+        self._g_rows, self._g_p_rows, self._eps_rows = views(self._g), views(self._g_p), views(self._eps)
+        # what SAM-type rules read of a batch: ASAM's |w| of the parameters named *weight*
+        params = views(self.flat.detach())
+        self._batches = [SimpleNamespace(names=self.names, params=p) for p in params]
+        for rule in self.rules:
+            if hasattr(rule, "bind"):  # GSAM's ρ schedule follows the (shared) learning rate
+                rule.bind(self.optimizer)
+        self._erm = torch.tensor([i not in self.sharpness_aware for i in range(len(self.rules))], device=self.flat.device)
+
+    def _sharpness_aware_grad(self, xb: torch.Tensor, yb: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """Each SAM-type model's update direction: its rule's ε̂ from g, one batched pass at
+        θ + ε̂ (ε̂ = 0 for the ERM models in the stack), its rule's combination of g and gᵖ."""
+        self._g.copy_(grad)
+        for i in self.sharpness_aware:
+            torch._foreach_copy_(self._eps_rows[i], self.rules[i].epsilon(self._batches[i], self._g_rows[i]))
+        with perturbed([self.flat], [self._eps]):
+            self._g_p.copy_(self.loss_grad(xb, yb)[1])
+        for i in self.sharpness_aware:
+            direction = self.rules[i].combine(self._g_rows[i], self._g_p_rows[i])
+            if direction is not self._g_p_rows[i]:  # SAM's and ASAM's direction is gᵖ itself
+                torch._foreach_copy_(self._g_p_rows[i], direction)
+        self._g_p[self._erm] = grad[self._erm]
+        return self._g_p
+
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """rule → penalty → clip → optimizer.step() → projection, as TrainStep orders them."""
-        loss = self.losses(xb, yb)
-        # Σ over models couples no two of them: row i of the gradient is model i's ∇L
-        (self.flat.grad,) = torch.autograd.grad(loss.sum(), self.flat)
+        loss, grad = self.loss_grad(xb, yb)
+        self.flat.grad = self._sharpness_aware_grad(xb, yb, grad) if self.sharpness_aware else grad
         if self.penalty is not None:
             self.penalty()
         none = torch.zeros(len(loss), dtype=torch.bool, device=loss.device)
