@@ -1,4 +1,4 @@
-"""Learned optimizers: the update, meta-gradients, meta-training, checkpoints, probes.
+"""Learned optimizers: the update, meta-gradients, meta-training, checkpoints.
 
 Meta-gradients are checked in float64 against central finite differences of the
 meta-objective's value, and against a functional SAM objective written here
@@ -21,16 +21,14 @@ from antireg.lopt import (
     MetaObjective,
     MetaSettings,
     load_lopt,
-    max_loss_in_ball,
     meta_train,
     quadratic_task,
     read_header,
     save_lopt,
-    sharpness_probes,
     unroll,
 )
 from antireg.lopt.meta import start
-from antireg.lopt.optimizer import BETAS, N_FEATURES, features
+from antireg.optimizers.learned import BETAS, N_FEATURES, features
 
 ARCHS = [Arch("lstm", 6, 0.05), Arch("mlp", 6, 0.05)]
 
@@ -178,16 +176,3 @@ def test_wrong_or_unsafe_checkpoints_give_clear_errors(tmp_path) -> None:
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Payload(), protocol=2))
     with pytest.raises(CheckpointError, match="not a learned-optimizer checkpoint"):
         load_lopt(tmp_path / "evil.pt")
-
-
-def test_probes_exact_on_linear_and_radial_losses() -> None:
-    c, theta, rho = torch.tensor([3.0, -4.0]), [torch.tensor([0.5, 0.5])], 0.1
-    probes = sharpness_probes(lambda th: (c * th[0]).sum(), theta, rho)
-    assert probes["grad_norm"] == pytest.approx(5.0)
-    assert probes["surrogate_gap"] == pytest.approx(rho * 5.0)
-    assert probes["sharpness"] == pytest.approx(rho * 5.0)
-    # ½λ‖θ‖²: the worst point of the ball lies along θ, so the maximum is ½λ(‖θ‖ + ρ)².
-    lam, theta = 4.0, [torch.tensor([0.6, 0.8], dtype=torch.float64)]
-    top = max_loss_in_ball(lambda th: 0.5 * lam * (th[0] ** 2).sum(), theta, rho, steps=10)
-    assert top == pytest.approx(0.5 * lam * (1.0 + rho) ** 2)
-    assert math.isclose(sharpness_probes(lambda th: 0.5 * lam * (th[0] ** 2).sum(), theta, rho)["max_loss"], top)

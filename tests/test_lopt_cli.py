@@ -1,4 +1,5 @@
-"""``antireg lopt train`` / ``eval``: configs, errors, and a test-sized run end to end."""
+"""``antireg lopt train`` / ``eval``: configs, errors, and a test-sized run end to end, in which
+the learned optimizer trains in an ``antireg run`` sweep beside SGD, Adam, SAM, AR and L2."""
 
 import argparse
 from pathlib import Path
@@ -8,9 +9,10 @@ import pytest
 import yaml
 
 from antireg import cli as main_cli
-from antireg.experiments.config import ConfigError, packaged_configs
+from antireg.experiments.config import ConfigError, load_config, packaged_configs
 from antireg.lopt import cli, read_header
-from antireg.lopt.config import EvalCfg, TrainCfg, load
+from antireg.lopt.config import load
+from antireg.optimizers import LearnedCfg
 
 HERE = Path(__file__).resolve().parent
 TINY_TRAIN, TINY_EVAL = HERE / "lopt_tiny_train.yaml", HERE / "lopt_tiny_eval.yaml"
@@ -20,13 +22,26 @@ def lopt(argv: list[str]) -> int:
     """``antireg lopt ...`` through this package's own parser and dispatcher."""
     parser = argparse.ArgumentParser()
     cli.add_subcommand(parser.add_subparsers(dest="command", required=True))
-    return cli.run(parser.parse_args(["lopt", *argv]))
+    return cli.run(parser.parse_args(["lopt", *argv]), main_cli.main)
 
 
-@pytest.mark.parametrize("name", [n for n in packaged_configs() if n.startswith("lopt_")])
-def test_packaged_configs_validate(name: str) -> None:
-    cfg = load(name, EvalCfg if name == "lopt_eval" else TrainCfg)
+TRAIN_CONFIGS = [n for n in packaged_configs() if n.startswith("lopt_") and n not in cli.EVAL_CONFIGS]
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_packaged_train_configs_validate(name: str) -> None:
+    cfg = load(name)
     assert cfg.name == name and cfg.specs()
+
+
+def test_packaged_eval_configs_are_sweeps_of_every_trained_optimizer() -> None:
+    """Each evaluation sweep names every packaged learned optimizer by its checkpoint, beside SGD and Adam."""
+    assert set(cli.EVAL_CONFIGS) <= set(packaged_configs())
+    for name in cli.EVAL_CONFIGS:
+        cfg = load_config(name)
+        learned = {k: v.checkpoint for k, v in cfg.optimizers.items() if isinstance(v, LearnedCfg)}
+        assert cfg.experiment == name and sorted(learned.values()) == sorted(TRAIN_CONFIGS)
+        assert {"sgd", "adam"} <= set(cfg.optimizers) and "sam" in cfg.relatives and "l2" in cfg.ablations
 
 
 @pytest.mark.parametrize(
@@ -57,12 +72,13 @@ def test_main_cli_exits_2_on_bad_config(tmp_path, capsys) -> None:
     assert "tasks" in capsys.readouterr().err
 
 
-def test_eval_with_missing_checkpoint_is_a_config_error(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="lopt_tiny.pt not found"):
-        lopt(["eval", "--config", str(TINY_EVAL), "--output-dir", str(tmp_path)])
+def test_eval_with_missing_checkpoint_exits_2_before_training(tmp_path, capsys) -> None:
+    assert lopt(["eval", "--config", str(TINY_EVAL), "--output-dir", str(tmp_path)]) == 2
+    assert "lopt_tiny.pt not found" in capsys.readouterr().err
+    assert not (tmp_path / "experiments").exists() or not any((tmp_path / "experiments").iterdir())
 
 
-def test_train_then_eval_end_to_end(tmp_path) -> None:
+def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     assert lopt(["train", "--config", str(TINY_TRAIN), "--output-dir", str(tmp_path)]) == 0
     header = read_header(tmp_path / "lopt" / "lopt_tiny.pt")
     assert header["arch"] == {"kind": "mlp", "hidden": 8, "step_size": 0.02}
@@ -72,13 +88,17 @@ def test_train_then_eval_end_to_end(tmp_path) -> None:
     assert lopt(["eval", "--config", str(TINY_EVAL), "--output-dir", str(tmp_path)]) == 0
     runs = pd.read_csv(tmp_path / "results" / "lopt_tiny_eval.csv")
     summary = pd.read_csv(tmp_path / "results" / "lopt_tiny_eval_summary.csv")
-    assert len(runs) == 2 * (1 + 1 + 2 + 1)  # seeds × (learned + sgd + adam grid + sam)
-    assert set(summary["method"]) == {"tiny_lo", "sgd", "adam", "sam"}
-    assert (summary["n_seeds"] == 2).all() and (summary["n_diverged"] == 0).all()
-    for m in ("test_accuracy", "test_nll", "max_loss", "sharpness", "grad_norm", "surrogate_gap"):
-        assert summary[f"{m}_mean"].notna().all() and summary[f"{m}_ci95"].notna().all()
-    assert (runs["max_loss"] >= runs["train_loss"]).all()
-    assert summary.set_index("method").loc["tiny_lo", "hyper"] == "checkpoint=lopt_tiny.pt"
-    adam = summary.set_index("method").loc["adam", "hyper"]
-    best = runs[runs["method"] == "adam"].groupby("hyper")["val_nll"].mean().idxmin()
-    assert adam == best
+    # seeds × optimizers × (erm, ar, l2, sam): the learned optimizer on the same splits as the others
+    assert len(runs) == 2 * 3 * 4 and set(runs["optimizer"]) == {"sgd", "adam", "learned_tiny"}
+    assert set(zip(runs["method"], runs["ablation"])) == {("erm", "none"), ("ar", "none"), ("ar", "l2"), ("sam", "none")}
+    assert runs.groupby("optimizer")["condition_id"].nunique().eq(2).all()  # two seeds' splits each
+    learned = runs[runs["optimizer"] == "learned_tiny"]
+    assert not learned["diverged"].any() and learned[["test_accuracy", "test_nll", "val_nll"]].notna().all().all()
+    assert (learned["best_epoch"] >= 0).all()  # chosen on validation, like every run
+    cells = summary[summary["optimizer"] == "learned_tiny"]
+    assert len(cells) == 4 and (cells["n_seeds"] == 2).all() and cells["test_accuracy_ci95"].notna().all()
+    # the same sweep as `antireg run`: run again by it, every run is found finished
+    capsys.readouterr()
+    assert main_cli.main(["run", "--config", str(TINY_EVAL), "--output-dir", str(tmp_path), "--quiet"]) == 0
+    again = pd.read_csv(tmp_path / "results" / "lopt_tiny_eval.csv")
+    pd.testing.assert_frame_equal(again, runs)

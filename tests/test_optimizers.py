@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from antireg.experiments.config import ConfigError
 from antireg.lopt.io import save_lopt
-from antireg.lopt.optimizer import Arch, LOptNet, LearnedOptimizer
+from antireg.optimizers.learned import Arch, LOptNet, LearnedOptimizer
 from antireg.optimizers import (
     OPTIMIZER_NAMES,
     LearnedCfg,

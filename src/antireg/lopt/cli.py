@@ -2,6 +2,8 @@
 
 The main CLI registers these with :func:`add_subcommand` and dispatches to
 :func:`run`, mapping ConfigError (which CheckpointError is) and DataError to exit status 2.
+``lopt eval`` is ``antireg run`` on each of its sweep configs (by default
+:data:`EVAL_CONFIGS`), in which learned optimizers are optimizers beside SGD and Adam.
 """
 
 from __future__ import annotations
@@ -9,38 +11,43 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Callable
 
-SHOWN = ["test_accuracy", "test_nll", "max_loss", "sharpness", "grad_norm", "surrogate_gap"]
+# The held-out tasks of the learned-optimizer evaluation, one sweep each.
+EVAL_CONFIGS = ("lopt_eval_digits_mlp", "lopt_eval_digits_cnn", "lopt_eval_mnist_mlp")
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     """Add ``lopt train`` and ``lopt eval`` to the ``antireg`` command's subparsers."""
     lopt = subparsers.add_parser("lopt", help="learned optimizers: meta-train, evaluate against baselines")
     actions = lopt.add_subparsers(dest="lopt_command", required=True)
-    helps = {
-        "train": "meta-train a learned optimizer and save it to <output-dir>/lopt/<name>.pt",
-        "eval": "run learned optimizers and baselines on held-out tasks; results to <output-dir>/results/",
-    }
-    for name, text in helps.items():
-        p = actions.add_parser(name, help=text)
-        p.add_argument("--config", required=True, help="YAML file or packaged config name (e.g. lopt_sam)")
+    train = actions.add_parser("train", help="meta-train a learned optimizer and save it to <output-dir>/lopt/<name>.pt")
+    train.add_argument("--config", required=True, help="YAML file or packaged config name (e.g. lopt_sam)")
+    evaluate = actions.add_parser(
+        "eval", help="learned optimizers beside SGD, Adam, SAM, AR and L2 on held-out tasks: `antireg run` on "
+        f"each config (default {', '.join(EVAL_CONFIGS)}); results to <output-dir>/results/")  # fmt: skip
+    evaluate.add_argument("--config", action="append", default=None,
+                          help="a sweep config (YAML file or packaged name) naming learned optimizers by checkpoint; "
+                               "repeatable (default: the packaged evaluation)")  # fmt: skip
+    for p in (train, evaluate):
         p.add_argument("--output-dir", type=Path, default=Path("."), help="where lopt/ and results/ go (default .)")
         p.add_argument("--data-dir", type=Path, default=None,
                        help="data folder (default $ANTIREG_DATA_DIR, else the per-user data folder)")  # fmt: skip
-        p.add_argument("--seed", type=int, default=None, help="train: the meta-training seed; eval: run only this seed")
+    train.add_argument("--seed", type=int, default=None, help="the meta-training seed (default the config's)")
+    evaluate.add_argument("--seed", type=int, action="append", default=None, help="run only this seed (repeatable)")
 
 
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from antireg.lopt.config import TrainCfg, load
+    from antireg.lopt.config import load
     from antireg.lopt.io import save_lopt
     from antireg.lopt.meta import meta_train
     from antireg.lopt.objectives import MetaObjective
-    from antireg.lopt.optimizer import LOptNet
+    from antireg.optimizers.learned import LOptNet
     from antireg.lopt.tasks import load_pools, sample_task
 
-    cfg = load(args.config, TrainCfg)
+    cfg = load(args.config)
     seed = cfg.seed if args.seed is None else args.seed
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
@@ -70,27 +77,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from antireg.lopt.config import EvalCfg, load
-    from antireg.lopt.evaluate import evaluate, summarize, write_results
-
-    cfg = load(args.config, EvalCfg)
-    torch.set_num_threads(cfg.threads)
-    seeds = None if args.seed is None else [args.seed]
-    df = evaluate(cfg, args.output_dir, args.data_dir, seeds, progress=lambda line: print(line, flush=True))
-    summary = summarize(df)
-    runs, summ = write_results(df, summary, args.output_dir / "results", cfg.name)
-    table = summary[["task", "method", "hyper"]].copy()
-    for m in SHOWN:
-        table[m] = [f"{a:.4g} ± {b:.2g}" for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_ci95"])]
-    print(f"mean ± 95% CI over {summary['n_seeds'].max()} seed(s); baseline settings chosen on validation NLL")
-    print(table.to_string(index=False))
-    print(f"Results: {runs} and {summ}")
+def _eval(args: argparse.Namespace, antireg: Callable[[list[str]], int]) -> int:
+    """``antireg run --config C`` for each config C, with the same folders and seeds; the
+    first failing sweep's exit status (its message printed by ``antireg run``) stops the rest."""
+    common = ["--output-dir", str(args.output_dir)] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
+    common += [arg for seed in args.seed or () for arg in ("--only-seed", str(seed))]
+    for config in args.config or EVAL_CONFIGS:
+        if status := antireg(["run", "--config", str(config), *common]):
+            return status
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Dispatch ``antireg lopt <train|eval>``."""
-    return _train(args) if args.lopt_command == "train" else _eval(args)
+def run(args: argparse.Namespace, antireg: Callable[[list[str]], int]) -> int:
+    """Dispatch ``antireg lopt <train|eval>``; ``antireg`` is the main command (``antireg.cli.main``,
+    handed in rather than imported, since it imports this module), which ``eval`` runs sweeps with."""
+    return _train(args) if args.lopt_command == "train" else _eval(args, antireg)

@@ -1,7 +1,8 @@
-"""Configs of ``antireg lopt train`` and ``antireg lopt eval``: YAML, strict pydantic schemas.
+"""The config of ``antireg lopt train``: YAML, a strict pydantic schema. (``antireg lopt eval``
+takes sweep configs: :mod:`antireg.experiments.config`.)
 
-Unknown keys and wrong values are reported with their key path, as
-:class:`antireg.experiments.config.ConfigError`; files are read with ``yaml.safe_load``.
+Unknown keys and wrong values are reported with their key path, as :class:`antireg.errors.ConfigError`;
+files are read by the sweep configs' safe loader (:func:`antireg.experiments.config.load_config`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from antireg.data import DATASETS
-from antireg.experiments.config import ConfigError, load_config
+from antireg.experiments.config import load_config
 from antireg.lopt.meta import MetaSettings
-from antireg.lopt.optimizer import Arch
+from antireg.optimizers.learned import Arch
 from antireg.lopt.tasks import ModelKind, TaskSpec
 from antireg.rules import RULES, make_rule
 
@@ -85,10 +86,6 @@ class TaskGroupCfg(_Strict):
                 for m, w, n in itertools.product(self.models, self.widths, self.n_train)]  # fmt: skip
 
 
-def _specs(groups: list[TaskGroupCfg]) -> list[TaskSpec]:
-    return [spec for g in groups for spec in g.specs()]
-
-
 class MetaCfg(_Strict):
     iterations: Positive = 200
     unroll: Positive = 20
@@ -114,56 +111,9 @@ class TrainCfg(_Strict):
     meta: MetaCfg = MetaCfg()
 
     def specs(self) -> list[TaskSpec]:
-        return _specs(self.tasks)
+        return [spec for group in self.tasks for spec in group.specs()]
 
 
-class BaselineCfg(_Strict):
-    """A hand-designed optimizer: SGD with momentum, Adam, or SAM (with SGD momentum).
-
-    ``lr`` (and SAM's ``rho``) may be lists: the value is chosen per task on validation NLL.
-    """
-
-    kind: Literal["sgd", "adam", "sam"]
-    lr: Annotated[list[PositiveFloat], Field(min_length=1)]
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
-    rho: Annotated[list[PositiveFloat], Field(min_length=1)] = [0.05]
-
-
-class ProbeCfg(_Strict):
-    """Sharpness probes at the final θ, on the task's training set (``antireg.lopt.probes``)."""
-
-    rho: PositiveFloat = 0.05
-    ascent_steps: Positive = 10
-
-
-class EvalCfg(_Strict):
-    """``antireg lopt eval``: learned optimizers (label → checkpoint) and baselines on held-out tasks."""
-
-    name: Name
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
-    steps: Positive = 300
-    threads: Positive = 1
-    split_seed: Annotated[int, Field(ge=0)] = 0
-    learned: dict[Name, str] = {}
-    baselines: dict[Name, BaselineCfg] = {}
-    tasks: Annotated[list[TaskGroupCfg], Field(min_length=1)]
-    probes: ProbeCfg = ProbeCfg()
-    ece_bins: Positive = 15
-
-    @field_validator("baselines")
-    @classmethod
-    def _distinct(cls, v: dict[str, BaselineCfg], info: Any) -> dict[str, BaselineCfg]:
-        clash = sorted(set(v) & set(info.data.get("learned", {})))
-        if clash:
-            raise ValueError(f"method names used twice (learned and baselines): {clash}")
-        return v
-
-    def specs(self) -> list[TaskSpec]:
-        return _specs(self.tasks)
-
-
-def load(ref: str, schema: type[TrainCfg] | type[EvalCfg]) -> Any:
-    """Read and validate a YAML config (a path or a packaged config name) against ``schema``."""
-    return load_config(ref, schema)
-
-
+def load(ref: str) -> TrainCfg:
+    """Read and validate a meta-training config (a path or a packaged config name)."""
+    return load_config(ref, TrainCfg)

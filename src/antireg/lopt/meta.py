@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from antireg.lopt.objectives import MetaObjective, surrogate_term
-from antireg.lopt.optimizer import LOptNet, State
+from antireg.optimizers.learned import LOptNet, State
 from antireg.lopt.tasks import Params, Task
 
 

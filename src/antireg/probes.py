@@ -8,6 +8,8 @@ For a loss L (here the full training loss of a task):
 - ``grad_norm``: ‖∇L(θ)‖;
 - ``surrogate_gap``: h = L(θ + ρ g/‖g‖) − L(θ), GSAM's first-order surrogate gap
   (Zhuang et al. 2022, Eq. 4).
+
+:func:`model_probes` takes them for a model's mean loss on a data set, at its current parameters.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import nn
+from torch.func import functional_call
 
 from antireg.rules.base import add, scaled_to
 from antireg.safeguards import global_norm
@@ -52,3 +56,16 @@ def sharpness_probes(loss: Loss, theta: list[torch.Tensor], rho: float = 0.05, s
     top = max_loss_in_ball(loss, theta, rho, steps)
     return {"loss": value, "max_loss": top, "sharpness": top - value,
             "grad_norm": float(global_norm(grad)), "surrogate_gap": perturbed - value}  # fmt: skip
+
+
+def model_probes(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], X: torch.Tensor,
+                 y: torch.Tensor, rho: float = 0.05, steps: int = 10) -> dict[str, float]:  # fmt: skip
+    """:func:`sharpness_probes` of L(θ) = mean ``loss_fn(model(X), y)`` at the model's θ, the
+    loss named ``train_loss`` (what a run reports them on: its training set)."""
+    names, theta = zip(*((n, p.detach()) for n, p in model.named_parameters()))
+
+    def loss(params: list[torch.Tensor]) -> torch.Tensor:
+        return loss_fn(functional_call(model, dict(zip(names, params)), (X,)), y).mean()
+
+    probes = sharpness_probes(loss, list(theta), rho, steps)
+    return {"train_loss": probes.pop("loss"), **probes}

@@ -6,8 +6,8 @@ of a kind (``learned_sam`` and ``learned_plain``, ``sgd`` and ``sgd_slow``):
 
 - ``sgd``: SGD with heavy-ball momentum, θ ← θ − η·v, v ← μ·v + g + wd·θ;
 - ``adam``: Adam (Kingma & Ba 2015) with L2 weight decay added to g;
-- ``learned``: a meta-trained coordinate-wise optimizer (:mod:`antireg.lopt`, Sahoo &
-  Krishnan 2025, arXiv:2510.08968), read from the checkpoint ``lopt train`` saved.
+- ``learned``: a meta-trained coordinate-wise optimizer (:mod:`.learned`; Sahoo & Krishnan
+  2025, arXiv:2510.08968), read from the checkpoint ``antireg lopt train`` saved.
 
 Kept free of torch at import, so the CLI starts fast; torch loads on the first optimizer.
 """
@@ -99,7 +99,7 @@ def resolve_checkpoints(optimizers: dict[str, AnyOptimizerCfg], output_dir: str 
     """``optimizers`` with each learned optimizer's checkpoint resolved (:func:`checkpoint_path`),
     loaded once (so a missing or corrupt file is a ConfigError before any run trains) and its
     content digest recorded; other optimizers as they are."""
-    from antireg.lopt.io import load_lopt
+    from antireg.optimizers.learned import load_lopt
 
     out = dict(optimizers)
     for name, cfg in optimizers.items():
@@ -125,8 +125,7 @@ def make_optimizer(name: str, cfg: AnyOptimizerCfg, params: Iterable["torch.Tens
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if kind == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    from antireg.lopt.io import CheckpointError, load_lopt
-    from antireg.lopt.optimizer import LearnedOptimizer
+    from antireg.optimizers.learned import CheckpointError, LearnedOptimizer, load_lopt
 
     path = Path(cfg.checkpoint)
     net = load_lopt(path)  # a CheckpointError (a ConfigError) for a missing or corrupt file
