@@ -235,6 +235,30 @@ def test_scheduler_on_the_wrapper_equals_scheduler_on_trainstep(cls, kw, rule):
         torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-12)
 
 
+def test_gradients_in_a_reused_flat_buffer_are_copied():
+    """A closure that leaves p.grad as views of one gradient buffer it rewrites on every pass
+    (as flat-buffer training code does): the wrapper must not keep those views as g."""
+    a, b = mlp(), mlp()
+    oa = aopt.GSAM(a.parameters(), torch.optim.SGD, rho=0.1, alpha=0.4, lr=0.1)
+    ob = aopt.GSAM(b.parameters(), torch.optim.SGD, rho=0.1, alpha=0.4, lr=0.1)
+    flat = torch.zeros(sum(p.numel() for p in a.parameters()), dtype=torch.float64)
+
+    def into_buffer():
+        loss = torch_closure(a, oa)()
+        offset = 0
+        for p in a.parameters():
+            view = flat[offset:offset + p.numel()].view_as(p)
+            view.copy_(p.grad)
+            p.grad, offset = view, offset + p.numel()
+        return loss
+
+    for _ in range(2):
+        oa.step(into_buffer)
+        ob.step(torch_closure(b, ob))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
 def test_batchnorm_stats_updated_once():
     model, ref = mlp(bn=True), mlp(bn=True)
     opt = aopt.SAM(model.parameters(), torch.optim.SGD, modules=model, rho=0.1, lr=0.1)

@@ -127,6 +127,10 @@ def ddp_worker(rank: int, world: int, store: str, out: str) -> None:
             F.mse_loss(ddp(xr), yr).backward()
             opt.second_step(zero_grad=True)
         result["sam_two_calls"] = ([p.detach() for p in ddp.module.parameters()], None, None)
+    # gradients as views into DDP's buckets, which every backward rewrites: the wrapper must copy them
+    ddp = DDP(mlp(), gradient_as_bucket_view=True)
+    train(ddp, RULES["sam"], xr, yr)
+    result["sam_bucket_view"] = ([p.detach() for p in ddp.module.parameters()], None, None)
     errors = {}
     for name, factory in DOUBLE_BACKPROP.items():
         ddp = DDP(mlp())
@@ -169,6 +173,8 @@ def test_ddp_two_processes_equal_single_process_full_batch(tmp_path):
     if "sam_two_calls" in r0:
         for a, b in zip(r0["sam_two_calls"][0], r0["sam"][0]):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(r0["sam_bucket_view"][0], r0["sam"][0]):
+        assert torch.equal(a, b)
     # double backprop: a clear error on every rank, before any parameter moved
     for r in (r0, r1):
         assert set(r["double_backprop_errors"]) == set(DOUBLE_BACKPROP)

@@ -276,10 +276,12 @@ def test_per_example_flooding_floods_each_loss():
 def test_rule_contract(name):
     model = mlp(bn=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    storage = {n: p.data_ptr() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     loss = make_rule(name, **RULE_PARAMS[name])(model, closure(model))
     for n, p in model.named_parameters():
         assert torch.equal(p.detach(), before[n]), f"{name} did not restore θ exactly"
+        assert p.data_ptr() == storage[n], f"{name} left θ in other memory (aliases such as a flat buffer break)"
         assert p.grad is not None and torch.isfinite(p.grad).all()
     assert not loss.requires_grad
     with torch.no_grad():

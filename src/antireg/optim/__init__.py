@@ -51,9 +51,8 @@ TorchClosure = Callable[..., torch.Tensor]
 def _grads(params: list[torch.Tensor], take: bool = False) -> Grads:
     """Every ``p.grad`` (zeros where a parameter got none), kept apart from what the closure's
     next ``backward()`` writes. ``take``: hand the tensors over and set ``p.grad = None`` (the
-    next backward then allocates new ones; no copy); a gradient that is a view (e.g. into DDP's
-    buckets with ``gradient_as_bucket_view=True``, which are written again) is copied, as is
-    every one without ``take``."""
+    next backward then allocates new ones; no copy); a gradient that is a view, as into a flat
+    gradient buffer the closure may write again, is copied, as is every one without ``take``."""
     out = []
     for p in params:
         g = p.grad
