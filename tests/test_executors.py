@@ -14,7 +14,7 @@ from antireg.experiments import ConfigError, ExperimentCfg, SweepError, run_swee
 from antireg.experiments import sweep as sweep_mod
 from antireg.experiments import executors
 from antireg.experiments.executors import make_executor
-from antireg.experiments.runner import resolve_device
+from antireg.experiments.build import resolve_device
 
 TINY = {
     "experiment": "tiny_exec",
@@ -98,14 +98,14 @@ def test_ray_local_instance_writes_identical_files_and_resumes(reference, tmp_pa
     assert not ray.is_initialized()  # and stopped by it
 
 
-def test_a_failing_task_fails_only_its_runs(tmp_path, monkeypatch):
-    def broken(task, *args, **kwargs):
-        if task.vectorised:
+def test_a_failing_work_item_fails_only_its_runs(tmp_path, monkeypatch):
+    def broken(item, *args, **kwargs):
+        if item.vectorised:
             raise RuntimeError("out of memory")
-        return real(task, *args, **kwargs)
+        return real(item, *args, **kwargs)
 
-    real = sweep_mod._execute_task
-    monkeypatch.setattr(sweep_mod, "_execute_task", broken)
+    real = sweep_mod.train_item
+    monkeypatch.setattr(sweep_mod, "train_item", broken)
     with pytest.raises(SweepError, match="out of memory") as err:
         run_sweep(CFG, tmp_path, progress=False, vectorise=True)
     assert "20 of 24 runs failed" in str(err.value)  # the batched ERM/AR runs, not the flooding runs

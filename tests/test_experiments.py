@@ -248,21 +248,21 @@ def test_rerun_skips_everything_and_reproduces_the_numbers(finished, tmp_path):
 
 
 def test_resume_after_interruption_runs_only_what_is_missing(tmp_path, monkeypatch):
-    real = sweep_mod.execute
+    real = sweep_mod.train_item
     calls = []
 
-    def dies_after_five(spec, *args):
+    def dies_after_five(item, *args, **kwargs):
         if len(calls) == 5:
             raise KeyboardInterrupt
-        calls.append(spec.run_id)
-        return real(spec, *args)
+        calls.append(item.specs[0].run_id)
+        return real(item, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "execute", dies_after_five)
+    monkeypatch.setattr(sweep_mod, "train_item", dies_after_five)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(_cfg(), tmp_path, progress=False)
     assert not list((tmp_path / "results").iterdir())  # checked writable before training, nothing written
     (tmp_path / "experiments" / "stale-unfinished-dir").mkdir()  # a crash leftover without metrics
-    monkeypatch.setattr(sweep_mod, "execute", real)
+    monkeypatch.setattr(sweep_mod, "train_item", real)
     result = run_sweep(_cfg(), tmp_path, progress=False)
     total = len(expand(_cfg(), 442))
     assert (result.n_run, result.n_skipped) == (total - 5, 5)

@@ -368,17 +368,17 @@ def test_full_disk_stops_at_the_first_failed_write_and_resumes(tmp_path, monkeyp
     import numpy as np
 
     from antireg.experiments import ExperimentCfg, run_sweep
-    from antireg.experiments import runner
+    from antireg.experiments import jobs
     from antireg.experiments.sweep import OutputError
 
     cfg = ExperimentCfg.model_validate({**SWEEP, "seeds": [0, 1], "fractions": [0.2], "training": {"epochs": 5}})
-    trained, saves, real_save, real_train = [], [], np.save, runner.train_run
+    trained, saves, real_save, real_train = [], [], np.save, jobs.train_run
 
     def save(path, array):  # the disk fills up at the fourth run's outputs
         saves.append(path)
         return real_save(path, array) if len(saves) <= 3 else _enospc()
 
-    monkeypatch.setattr(runner, "train_run", lambda spec, *a: trained.append(spec) or real_train(spec, *a))
+    monkeypatch.setattr(jobs, "train_run", lambda spec, *a: trained.append(spec) or real_train(spec, *a))
     monkeypatch.setattr(np, "save", save)
     with pytest.raises(OutputError) as err:
         run_sweep(cfg, tmp_path, progress=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from antireg import advise
 from antireg.data import cli as data_cli
 from antireg.lopt import cli as lopt_cli
+from antireg.optimizers import OPTIMIZER_NAMES, kind_of
 
 # the demo: where negative ridge helps and where it does not, in seconds, no download
 DEFAULT_CONFIG = "demo"
@@ -23,6 +24,14 @@ def _fraction(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"fraction must be in (0, 1], got {text}")
     return value
+
+
+def _optimizer_name(text: str) -> str:
+    try:
+        kind_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only this seed (repeatable)")
     run.add_argument("--only-fraction", "--only_fraction", dest="only_fraction", type=_fraction, action="append",
                      metavar="F", help="only this training fraction (repeatable)")
-    run.add_argument("--only-optimizer", "--only_optimizer", dest="only_optimizer", choices=["sgd", "adam"],
-                     action="append", help="only this optimizer (repeatable)")
+    run.add_argument("--only-optimizer", "--only_optimizer", dest="only_optimizer", type=_optimizer_name,
+                     action="append", metavar="NAME",
+                     help=f"only this optimizer of the config (a kind: {', '.join(OPTIMIZER_NAMES)}, maybe with a "
+                          "_label; repeatable)")
     run.add_argument("--add-baseline-zero", "--add_baseline_zero", dest="add_baseline_zero", action="store_true",
                      help="add the λ = 0 ERM baseline runs (needed for ρ)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -124,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.add_baseline_zero:
         cfg = cfg.model_copy(update={"add_baseline_zero": True})
     if args.dry_run:
-        from antireg.experiments.sweep import dry_run
+        from antireg.experiments.dryrun import dry_run
 
         print(dry_run(cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
                       jobs=args.jobs, device=args.device).text())

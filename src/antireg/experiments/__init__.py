@@ -1,4 +1,5 @@
-"""Config schema, run grid, runner, aggregation and sweeps.
+"""Sweeps, one concern per module: config (schema), grid (planning), build (a run), jobs,
+executors, storage (files), sweep (the driver), dryrun, aggregate (tables).
 
 Names are imported on first use, so ``antireg.experiments.config`` (read by every CLI
 command) does not pull in torch through the sweep.

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from antireg.experiments.grid import RunSpec
-from antireg.experiments.runner import finished_metrics
-from antireg.experiments.storage import atomic_file
+from antireg.experiments.storage import finished_metrics, read_outputs, write_results  # noqa: F401 - re-exported
 
 GROUP = ["method", "ablation", "optimizer", "fraction"]
 HYPER = ["lambda0", "alpha", "rule_params"]
@@ -50,7 +49,7 @@ def _rho(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
 
     def norm(run_id: str) -> float:
         if run_id not in norms:
-            norms[run_id] = float(np.linalg.norm(np.load(experiments_dir / run_id / "outputs_test.npy")))
+            norms[run_id] = float(np.linalg.norm(read_outputs(experiments_dir / run_id)))
         return norms[run_id]
 
     def ratio(row: pd.Series) -> float:
@@ -63,12 +62,6 @@ def _rho(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
 def label(method: str, ablation: str) -> str:
     """Legend and table name of a method/ablation pair, e.g. ``ar`` or ``ar: l2``."""
     return method if ablation == "none" else f"{method}: {ablation}"
-
-
-def run_units(spec: RunSpec) -> int:
-    """A run's rough training work, examples × epochs: what the pool balances and the dry
-    run's time estimate scales by."""
-    return spec.n_train * spec.training.epochs
 
 
 def _ci95(x: pd.Series) -> float:
@@ -236,18 +229,3 @@ def _widen(cell: str, name: str, value: str, key: str, edge: str) -> list[str]:
         return []
     side, where = ("smallest", "below") if edge == "low" else ("largest", "above")
     return [f"{cell}: {name} = {value} is the {side} of its grid; add {key} values {where} {value}"]
-
-
-def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_file(path) as fh:  # temporary file removed and StorageError raised on a failed write
-        frame.to_csv(fh, index=False)
-
-
-def write_results(df: pd.DataFrame, summary: pd.DataFrame, results_dir: str | Path, experiment: str) -> tuple[Path, Path]:
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    runs, summ = results_dir / f"{experiment}.csv", results_dir / f"{experiment}_summary.csv"
-    order = ["experiment", "dataset", "method", "ablation", "optimizer", "seed", "fraction", "n_train"]
-    _atomic_csv(df[order + [c for c in df.columns if c not in order]].sort_values(order[2:7]), runs)
-    _atomic_csv(summary, summ)
-    return runs, summ

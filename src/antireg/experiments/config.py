@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from antireg.errors import ConfigError  # noqa: F401 - re-exported: its old home
+from antireg.optimizers import OptimizerCfg, Optimizers  # noqa: F401 - OptimizerCfg re-exported: its old home
 from antireg.spectral import ETA
 
 # The safeguards each safeguard ablation switches off for its AR runs; the other two ablations
@@ -112,12 +113,6 @@ class ModelCfg(_Strict):
     activation: Literal["relu", "tanh", "gelu"] = "relu"
 
 
-class OptimizerCfg(_Strict):
-    lr: Annotated[float, Field(gt=0.0, le=BIG)]
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0.0, le=BIG)] = 0.0
-
-
 class TrainingCfg(_Strict):
     epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     batch_size: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
@@ -170,7 +165,8 @@ class ExperimentCfg(_Strict):
     fractions: Annotated[list[Fraction], Field(min_length=1)]
     seeds: Annotated[list[Annotated[int, Field(ge=0, le=SEED_MAX)]], Field(min_length=1)]
     model: ModelCfg = ModelCfg()
-    optimizers: Annotated[dict[Literal["sgd", "adam"], OptimizerCfg], Field(min_length=1)]
+    # name → settings; a name is a kind (sgd, adam, learned) with an optional _label (antireg.optimizers)
+    optimizers: Optimizers
     training: TrainingCfg = TrainingCfg()
     evaluation: EvaluationCfg = EvaluationCfg()
     ar: ARCfg = ARCfg()

@@ -18,11 +18,11 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from antireg.errors import ConfigError
+from antireg.optimizers import AnyOptimizerCfg, LearnedCfg
 from antireg.experiments.config import (
     SAFEGUARDS_OFF,
     ExperimentCfg,
     ModelCfg,
-    OptimizerCfg,
     SplitCfg,
     TrainingCfg,
 )
@@ -42,8 +42,8 @@ class RunSpec(BaseModel):
     fraction: float
     n_train: int
     model: ModelCfg
-    optimizer: Literal["sgd", "adam"]
-    optim: OptimizerCfg
+    optimizer: str  # a name of the config's optimizers: its kind (antireg.optimizers.kind_of), maybe a label
+    optim: AnyOptimizerCfg
     training: TrainingCfg
     method: str  # "erm" (λ = 0), "ar", a relative's rule name, or "ar+<rule>"
     ablation: str
@@ -209,10 +209,9 @@ def group_key(spec: RunSpec) -> str | None:
     λ or safeguards). None for a run whose gradient rule does not stack
     (:func:`antireg.vectorised.stackable`), or whose optimizer is not SGD or Adam
     (a learned optimizer): it trains on its own."""
-    from antireg.optimizers import kind_of
     from antireg.vectorised import stackable  # here: planning needs no torch until it batches
 
-    if not stackable(spec.rule) or kind_of(spec.optimizer) not in ("sgd", "adam"):
+    if not stackable(spec.rule) or isinstance(spec.optim, LearnedCfg):
         return None
     return json.dumps(spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"}), sort_keys=True)
 
@@ -221,7 +220,7 @@ class WorkItem(NamedTuple):
     """A unit of work for an executor: one run, or runs trained together as one stacked model."""
 
     specs: tuple[RunSpec, ...]
-    stacked: bool
+    vectorised: bool
 
 
 def run_units(spec: RunSpec) -> int:
@@ -230,10 +229,10 @@ def run_units(spec: RunSpec) -> int:
     return spec.n_train * spec.training.epochs
 
 
-def make_work(specs: list[RunSpec], todo: set[str], stack: bool = False, max_group: int = MAX_GROUP) -> list[WorkItem]:
+def make_work(specs: list[RunSpec], todo: set[str], vectorise: bool = False, max_group: int = MAX_GROUP) -> list[WorkItem]:
     """Work items for the runs of ``specs`` whose ids are in ``todo``.
 
-    Without ``stack``, one item per run. With it, the runs of each :func:`group_key` are
+    Without ``vectorise``, one item per run. With it, the runs of each :func:`group_key` are
     cut into balanced batches of at most ``max_group``, and a batch with any unfinished
     run is an item. The batches come from the whole plan, never from what is left to do
     or from the number of workers: a run's numbers depend, in the last bits, on the batch
@@ -245,7 +244,7 @@ def make_work(specs: list[RunSpec], todo: set[str], stack: bool = False, max_gro
     groups: dict[str, list[RunSpec]] = {}
     items = []
     for spec in specs:
-        key = group_key(spec) if stack else None
+        key = group_key(spec) if vectorise else None
         if key is not None:
             groups.setdefault(key, []).append(spec)
         elif spec.run_id in todo:

@@ -44,13 +44,15 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from antireg.errors import ConfigError
-from antireg.experiments.grid import RunSpec
+
+if TYPE_CHECKING:  # storage is below the planning, which lopt's checkpoints reach through antireg.optimizers
+    from antireg.experiments.grid import RunSpec
 
 CONFIG_FILE, LOG_FILE, DIAGNOSTICS_FILE, OUTPUTS_FILE, RELIABILITY_FILE, METRICS_FILE = (
     "config.json", "log.csv", "diagnostics.json", "outputs_test.npy", "reliability.json", "metrics.json")

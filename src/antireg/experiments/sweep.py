@@ -1,59 +1,49 @@
-"""A sweep: expand the grid, run what is missing, aggregate.
+"""A sweep: plan the grid, train what is missing, store every run, aggregate.
 
-The missing runs become tasks: one run each, or, with ``vectorise``, groups of runs
-sharing an architecture, a training size and an optimizer, trained together as one
-batched model (relatives' gradient rules stay one run per task). An executor
-(:mod:`antireg.experiments.executors`) runs the tasks in this process, in a process
-pool or on Ray; every one writes the same files, so resume is "skip run ids whose
-directory is finished", whichever executor ran them.
+The missing runs become work items (:func:`~antireg.experiments.grid.make_work`): one run
+each, or, with ``vectorise``, batches of runs sharing an architecture, a training size and
+an optimizer, trained together as one stacked model. An executor
+(:mod:`antireg.experiments.executors`) runs the one job (:func:`~antireg.experiments.jobs.train_item`)
+on them in this process, in a process pool or on Ray, and returns the outputs; this
+driver writes them (:mod:`antireg.experiments.storage`), whichever executor ran them, so
+resume is "skip run ids whose directory is finished".
 
-Several sweeps may share an output folder: each run is claimed before it trains
-(:mod:`antireg.experiments.storage`), a sweep leaves runs another one is training to
-it and waits for them at the end, and the results of an experiment are written under
-a lock, from the complete set of its finished runs. Nothing is trained before the
-inputs and the output folders have been checked. An interrupt (Ctrl-C, SIGTERM)
-stops the sweep within seconds with :class:`Interrupted`, a full disk at the first
-failed write with :class:`OutputError`; either way the finished runs are kept and
-re-running the command resumes.
+Several sweeps may share an output folder: the driver claims the runs it will train
+before handing them out, leaves runs another sweep holds to it and waits for them at
+the end, and writes an experiment's results under a lock, from the complete set of its
+finished runs. Nothing is trained before the inputs and the output folders have been
+checked. An interrupt (Ctrl-C, SIGTERM) stops the sweep within seconds with
+:class:`Interrupted`, a full disk at the first failed write with :class:`OutputError`;
+either way the finished runs are kept and re-running the command resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 from tqdm import tqdm
 
 from antireg.data import default_data_dir
-from antireg.experiments import aggregate
-from antireg.experiments import storage
-from antireg.experiments.config import ConfigError, ExperimentCfg, memory_bytes
-from antireg.errors import Interrupted, OutputError, SweepError  # noqa: F401 - re-exported
+from antireg.errors import ConfigError, Interrupted, OutputError, SweepError
+from antireg.experiments import aggregate, storage
+from antireg.experiments.build import cached_dataset, check_model_fits, resolve_device
+from antireg.experiments.config import ExperimentCfg
 from antireg.experiments.executors import Executor, LocalExecutor, make_executor
-from antireg.experiments.grid import RunSpec, expand, select
-from antireg.experiments.runner import (
-    Executed,
-    cached_dataset,
-    dataset_for,
-    execute,
-    execute_group,
-    group_key,
-    resolve_device,
-    sweep_settings,
-    train_group,
-    train_run,
-)
-from antireg.experiments.storage import StorageError, claim, claim_run, is_done, remove_stale, write_run
+from antireg.experiments.grid import MAX_GROUP, RunSpec, WorkItem, expand, make_work, select
+from antireg.experiments.jobs import train_item, warm_up
+from antireg.experiments.storage import Claim, StorageError, claim_run, is_done, remove_stale, write_run
+from antireg.optimizers import resolve_checkpoints
 from antireg.tracking import MlflowTracker
 
-MAX_GROUP = 64  # models per batched task: bounds a task's memory
+__all__ = ["Interrupted", "OutputError", "SweepError", "SweepResult", "plan", "run_sweep"]
+make_tasks = make_work  # its old name, which tests import
 
 
 class _Progress(tqdm):
@@ -74,59 +64,19 @@ class SweepResult:
     n_elsewhere: int = 0  # finished meanwhile by another sweep on the same folder
 
 
-def _check_outputs(output_dir: Path, experiment: str) -> None:
-    """Before anything trains: the output folders can be written, and results/<E>.csv
-    is not a paper experiment's table."""
-    storage.check_writable(output_dir)
-    storage.check_writable(output_dir / "experiments", "experiments folder")
-    storage.check_writable(output_dir / "results", "results folder")
-    for owner, tables in storage.paper_tables(output_dir / "results").items():
-        if {experiment, f"{experiment}_summary"} & set(tables):
-            raise ConfigError(f"results/{experiment}.csv in {output_dir} holds a table of paper experiment "
-                              f"{owner!r}; give the sweep another experiment name or another --output-dir")
-
-
-# Bytes of training state per parameter: the weights, their gradient, Adam's two moments,
-# the trust region's θ₀, the best-validation copy, and room for temporaries.
-_BYTES_PER_PARAMETER = 4 * 8
-
-
-def _check_model_fits(cfg: ExperimentCfg, specs: list[RunSpec], data_dir: Path, vectorise: bool, jobs: int) -> None:
-    """Build the model without memory (torch's meta device) to count its parameters, and
-    refuse, naming the keys, a model that cannot be built for this data or whose runs
-    training at once would not fit in half of this machine's memory."""
-    import torch
-
-    from antireg.models import make_model
-
-    ds, m = dataset_for(specs[0], data_dir), cfg.model
-    out_dim = 1 if ds.task == "regression" else int(ds.n_classes or ds.y.max() + 1)
-    try:
-        with torch.device("meta"):
-            params = sum(p.numel() for p in make_model(m.kind, tuple(ds.X.shape[1:]), out_dim, m.width, m.depth,
-                                                       m.activation).parameters())  # fmt: skip
-    except ValueError as exc:
-        raise ConfigError(f"model: {exc}; change model.kind, model.width or model.depth") from None
-    at_once = (min(MAX_GROUP, len(specs)) if vectorise else 1) * jobs
-    need, have = params * _BYTES_PER_PARAMETER * at_once, memory_bytes()
-    if need > have // 2:
-        raise ConfigError(
-            f"model.width {m.width} and model.depth {m.depth} give {params:,} parameters per model: about "
-            f"{need / 2**30:.3g} GiB for the {at_once} runs training at once, more than half of this machine's "
-            f"{have / 2**30:.3g} GiB; lower model.width or model.depth" + (" or --jobs" if jobs > 1 else "")
-        )
-
-
 def plan(
     cfg: ExperimentCfg,
     data_dir: str | Path | None = None,
     seeds: list[int] | None = None,
     fractions: list[float] | None = None,
     optimizers: list[str] | None = None,
+    output_dir: str | Path = ".",
 ) -> list[RunSpec]:
-    """The run specs of ``cfg`` after the ``--only_*`` filters; loads the data once
-    so that a missing or corrupt file fails before any run starts."""
+    """The run specs of ``cfg`` after the ``--only_*`` filters; loads the data, and each
+    learned optimizer's checkpoint (found under ``output_dir``), once, so that a missing or
+    corrupt file fails before any run starts."""
     ds = cached_dataset(cfg.dataset.name, cfg.dataset.options, data_dir or default_data_dir())
+    cfg = cfg.model_copy(update={"optimizers": resolve_checkpoints(cfg.optimizers, output_dir)})
     specs = select(expand(cfg, len(ds.y)), seeds, fractions, optimizers)
     if not specs:
         raise ConfigError(
@@ -136,131 +86,80 @@ def plan(
     return specs
 
 
-class Task(NamedTuple):
-    """A unit of work: one run, or runs trained together as one batched model."""
+class _Ledger:
+    """What the sweep has done so far: runs trained and written here, failed runs (id →
+    error), and the progress bar; and the one place that writes a returned work item."""
 
-    specs: tuple[RunSpec, ...]
-    vectorised: bool
+    def __init__(self, exp_dir: Path, bar: tqdm, tracker: MlflowTracker | None) -> None:
+        self.exp_dir, self.bar, self.tracker = exp_dir, bar, tracker
+        self.trained: set[str] = set()
+        self.failures: dict[str, str] = {}
 
-
-def make_tasks(specs: list[RunSpec], todo: set[str], vectorise: bool = False, max_group: int = MAX_GROUP) -> list[Task]:
-    """Tasks for the runs of ``specs`` whose ids are in ``todo``.
-
-    Without ``vectorise``, one task per run. With it, the runs of each
-    :func:`group_key` are cut into balanced batches of at most ``max_group``, and a
-    batch with any unfinished run is a task. The batches come from the whole plan,
-    never from what is left to do or from the number of workers: a run's numbers
-    depend, in the last bits, on the batch it trains in (torch's reductions round by
-    shape), so a fixed batch makes them the same whichever executor ran it and
-    however often the sweep was resumed.
-
-    Tasks come largest first, so that a pool's workers finish together rather than one
-    training the biggest batch alone at the end; the order changes no run's numbers."""
-    groups: dict[str, list[RunSpec]] = {}
-    tasks = []
-    for spec in specs:
-        key = group_key(spec) if vectorise else None
-        if key is not None:
-            groups.setdefault(key, []).append(spec)
-        elif spec.run_id in todo:
-            tasks.append(Task((spec,), False))
-    for members in groups.values():
-        size = math.ceil(len(members) / math.ceil(len(members) / max_group))
-        batches = [tuple(members[i : i + size]) for i in range(0, len(members), size)]
-        tasks += [Task(batch, True) for batch in batches if any(s.run_id in todo for s in batch)]
-    return sorted(tasks, key=_cost, reverse=True)
+    def record(self, item: WorkItem, outcome: list | Exception, mine: set[str]) -> None:
+        """Write the runs of ``item`` in ``mine`` (this sweep holds their claims) from the
+        job's ``outcome``, or record its error for them. A :class:`StorageError` stops the sweep."""
+        wanted = [s for s in item.specs if s.run_id in mine]
+        if isinstance(outcome, StorageError):
+            raise outcome
+        if isinstance(outcome, Exception):
+            self.failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in wanted})
+        else:
+            outputs = dict(zip([s.run_id for s in item.specs], outcome))
+            for spec in wanted:
+                if write_run(spec, self.exp_dir, *outputs[spec.run_id]):
+                    self.trained.add(spec.run_id)
+                    if self.tracker is not None:
+                        self.tracker.log(self.exp_dir / spec.run_id, *storage.read_run(self.exp_dir / spec.run_id))
+        self.bar.update(len(wanted))
 
 
-def _cost(task: Task) -> int:
-    """A task's rough training work: examples × epochs over its runs."""
-    return sum(map(aggregate.run_units, task.specs))
+def _claim(exp_dir: Path, run_ids: Iterable[str], block: bool) -> dict[str, Claim]:
+    """Claims on the runs of ``run_ids`` not finished meanwhile, taken in run-id order (so
+    that sweeps waiting on each other's runs never deadlock); those another process holds
+    are left out, unless ``block``, which waits for them."""
+    claims = {}
+    for run_id in sorted(run_ids):
+        if (held := claim_run(exp_dir, run_id, block)) is None:
+            continue
+        if is_done(exp_dir / run_id):  # finished by another sweep while we looked
+            held.release()
+        else:
+            claims[run_id] = held
+    return claims
 
 
-def _execute_task(task: Task, exp_dir: Path, data_dir: Path, device: str, wait: bool = False) -> Executed:
-    """Train a task's runs and write them where the task runs (a machine that sees
-    ``exp_dir``), leaving to another process the runs it holds (with ``wait``, waiting for them)."""
-    if task.vectorised:
-        return execute_group(task.specs, exp_dir, data_dir, device, wait)
-    return execute(task.specs[0], exp_dir, data_dir, device, wait)
+def _train(run_on: Executor, specs: list[RunSpec], todo: set[str], vectorise: bool, exp_dir: Path,
+           job: partial, ledger: _Ledger) -> set[str]:
+    """Claim what this sweep can of ``todo``, train it on ``run_on`` and write it; return the
+    runs left to other sweeps that hold them. Closing the executor on a failed write
+    cancels its other items."""
+    claims = _claim(exp_dir, todo, block=False)
+    try:
+        with contextlib.closing(run_on.map(job, make_work(specs, set(claims), vectorise))) as outcomes:
+            for item, outcome in outcomes:
+                ledger.record(item, outcome, set(claims))
+    finally:
+        for held in claims.values():
+            held.release()
+    busy = {rid for rid in todo - set(claims) if not is_done(exp_dir / rid)}
+    ledger.bar.update(len(todo) - len(claims) - len(busy))  # finished by another sweep before we could claim them
+    return busy
 
 
-def _train_task(task: Task, data_dir: Path, device: str) -> list[tuple[dict, list[dict], dict]]:
-    """Train a task's runs and return their outputs, for the caller to write (remote workers)."""
-    with sweep_settings():
-        return train_group(task.specs, data_dir, device) if task.vectorised else [train_run(task.specs[0], data_dir, device)]
-
-
-def _warm_up(spec: RunSpec, data_dir: Path) -> None:
-    """Load the data set and the modules every run needs once, here: the runs in this
-    process then skip it, and forked workers inherit it."""
-    dataset_for(spec, data_dir)
-    import torch._dynamo  # noqa: F401 - torch.optim imports it (about a second) at the first optimizer
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What ``antireg run --dry-run`` prints: runs by method, how many are finished, and
-    the estimated training time from one short calibration run (nothing is written)."""
-
-    experiment: str
-    by_method: dict[str, tuple[int, int]]  # method (with ablation) → (runs, already finished)
-    seconds_per_unit: float  # per example × epoch, timed on the largest unfinished run
-    todo_units: int
-    jobs: int
-
-    @property
-    def estimate_s(self) -> float:
-        return self.seconds_per_unit * self.todo_units / self.jobs
-
-    def text(self) -> str:
-        total, done = (sum(v[i] for v in self.by_method.values()) for i in (0, 1))
-        width = max(map(len, self.by_method))
-        lines = [f"{self.experiment}: {total} runs, {done} already finished, {total - done} to train"]
-        lines += [f"  {m:<{width}}  {n:>5} runs  {d:>5} done" for m, (n, d) in self.by_method.items()]
-        if total > done:
-            lines.append(f"estimated training time: {_duration(self.estimate_s)} with {self.jobs} job(s) "
-                         "(from a short calibration run; nothing was written)")
-        return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def dry_run(
-    cfg: ExperimentCfg, output_dir: str | Path = ".", data_dir: str | Path | None = None,
-    seeds: list[int] | None = None, fractions: list[float] | None = None, optimizers: list[str] | None = None,
-    jobs: int = 1, device: str | None = None, calibration_epochs: int = 2,
-) -> SweepPlan:
-    """The plan of :func:`run_sweep` without running it: reads the data and the
-    experiments folder, trains one unfinished run for ``calibration_epochs`` epochs in
-    memory to time it, and writes nothing."""
-    import time
-
-    data_dir = Path(data_dir or default_data_dir()).resolve()
-    specs = plan(cfg, data_dir, seeds, fractions, optimizers)
-    exp_dir = Path(output_dir) / "experiments"
-    by_method: dict[str, tuple[int, int]] = {}
-    todo = []
-    for spec in specs:
-        key = aggregate.label(spec.method, spec.ablation)
-        finished = is_done(exp_dir / spec.run_id)
-        n, d = by_method.get(key, (0, 0))
-        by_method[key] = (n + 1, d + finished)
-        if not finished:
-            todo.append(spec)
-    per_unit = 0.0
-    if todo:
-        probe = max(todo, key=aggregate.run_units)
-        epochs = min(calibration_epochs, probe.training.epochs)
-        probe = probe.model_copy(update={"training": probe.training.model_copy(update={"epochs": epochs})})
-        _warm_up(probe, data_dir)
-        start = time.perf_counter()
-        with sweep_settings():
-            train_run(probe, data_dir, resolve_device(device or cfg.device))
-        per_unit = (time.perf_counter() - start) / (probe.n_train * epochs)
-    units = sum(map(aggregate.run_units, todo))
-    return SweepPlan(cfg.experiment, by_method, per_unit, units, max(jobs, 1))
+def _wait_for(busy: set[str], specs: list[RunSpec], vectorise: bool, exp_dir: Path, job: partial, ledger: _Ledger) -> None:
+    """Train here, item by item, the runs other sweeps held: each item's claims are waited
+    for, and what they left unfinished trains (a batch trains whole, as it was planned)."""
+    for item in make_work(specs, busy, vectorise):
+        waited = [s.run_id for s in item.specs if s.run_id in busy]
+        claims = _claim(exp_dir, waited, block=True)
+        try:
+            if claims:
+                [(_, outcome)] = LocalExecutor().map(job, [item])
+                ledger.record(item, outcome, set(claims))
+        finally:
+            for held in claims.values():
+                held.release()
+        ledger.bar.update(len(waited) - len(claims))  # finished by the sweeps that held them
 
 
 def run_sweep(
@@ -285,7 +184,7 @@ def run_sweep(
     ``executor``: ``local``, ``process`` (``jobs`` workers) or ``ray``; by default
     ``process`` when ``jobs`` > 1, else ``local``. ``device``: ``cpu``, ``cuda`` or
     ``auto`` (default: the config's). ``vectorise``: train runs that share an
-    architecture, a training size and an optimizer together as one batched model.
+    architecture, a training size and an optimizer together as one stacked model.
     ``tracking="mlflow"``: log each trained run to MLflow (``tracking_uri``, default
     a SQLite store in ``output_dir``).
 
@@ -304,60 +203,44 @@ def run_sweep(
     run_on = make_executor(executor, jobs, ray_address, gpus=device == "cuda")
     if not run_on.remote:
         resolve_device(device)  # fail before any run; remote workers resolve it on their own machines
-    specs = plan(cfg, data_dir, seeds, fractions, optimizers)
-    _check_model_fits(cfg, specs, data_dir, vectorise, jobs if executor == "process" else 1)
-    _check_outputs(output_dir, cfg.experiment)
-    exp_dir = (output_dir / "experiments").resolve()
+    specs = plan(cfg, data_dir, seeds, fractions, optimizers, output_dir)
+    check_model_fits(cfg, specs[0], data_dir, (min(MAX_GROUP, len(specs)) if vectorise else 1)
+                     * (jobs if executor == "process" else 1))  # fmt: skip
+    storage.check_outputs(output_dir, cfg.experiment)
+    exp_dir = storage.experiments_dir(output_dir).resolve()
     if removed := remove_stale(exp_dir):
         print(f"antireg: removed {removed} unfinished run folder(s) of killed writers in {exp_dir}", file=sys.stderr)
-    todo = []
+    todo = set()
     for spec in specs:
-        problem = storage.problem(exp_dir / spec.run_id)
-        if problem is not None:
-            todo.append(spec)
+        if (problem := storage.problem(exp_dir / spec.run_id)) is not None:
+            todo.add(spec.run_id)
             if (exp_dir / spec.run_id).exists():
                 print(f"antireg: {exp_dir / spec.run_id} is not a finished run ({problem}); re-running it",
                       file=sys.stderr)
-    todo_ids = {s.run_id for s in todo}
-    tasks = make_tasks(specs, todo_ids, vectorise)
-    if executor == "process" and len(tasks) <= 1:
-        executor, run_on = "local", make_executor("local")  # a pool for one task only costs its start-up
+    if executor == "process" and len(make_work(specs, todo, vectorise)) <= 1:
+        run_on = make_executor("local")  # a pool for one item only costs its start-up
     if not run_on.remote:
-        _warm_up(specs[0], data_dir)
-    tracker = None
-    if tracking == "mlflow":
-        tracker = MlflowTracker(cfg.experiment, output_dir, tracking_uri)
+        warm_up(specs[0], data_dir)
+    tracker = MlflowTracker(cfg.experiment, output_dir, tracking_uri) if tracking == "mlflow" else None
+    job = partial(train_item, data_dir=data_dir, device=device)
     try:
         with _Progress(total=len(todo), desc=cfg.experiment, unit="run", disable=not progress or not todo) as bar:
-            failures, trained, busy = _train(run_on, specs, todo_ids, vectorise, exp_dir, data_dir, device, bar,
-                                             tracker)  # fmt: skip
-            if busy:
+            ledger = _Ledger(exp_dir, bar, tracker)
+            if busy := _train(run_on, specs, todo, vectorise, exp_dir, job, ledger):
                 print(f"\nantireg: waiting for {len(busy)} run(s) that another sweep on {exp_dir} is training",
                       file=sys.stderr)
-                fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device, wait=True)
-                for task, outcome in LocalExecutor().map(fn, make_tasks(specs, busy, vectorise)):
-                    waited = [s.run_id for s in task.specs if s.run_id in busy]
-                    if isinstance(outcome, StorageError):
-                        raise outcome
-                    if isinstance(outcome, Exception):
-                        failures.update({rid: f"{type(outcome).__name__}: {outcome}" for rid in waited})
-                    else:
-                        trained.update(outcome.trained)
-                    bar.update(len(waited))
-        results_dir = output_dir / "results"
-        runs_csv, summary_csv = results_dir / f"{cfg.experiment}.csv", results_dir / f"{cfg.experiment}_summary.csv"
-        # one writer at a time: the pair of files comes from one set of runs
-        with claim(results_dir / f"{storage.LOCK_PREFIX}{cfg.experiment}", block=True):
+                _wait_for(busy, specs, vectorise, exp_dir, job, ledger)
+        results = storage.results_dir(output_dir)
+        with storage.results_lock(results, cfg.experiment):  # one writer at a time: both files from one set of runs
             runs = aggregate.collect(specs, exp_dir)
             summary = aggregate.summarize(runs) if not runs.empty else pd.DataFrame()
             if not runs.empty:
-                aggregate.write_results(runs, summary, results_dir, cfg.experiment)
-                storage.write_sweep_config(results_dir, cfg.experiment, cfg.model_dump(mode="json"))
-    except StorageError as exc:
-        remove_stale(exp_dir)  # the temporary folders of the workers stopped mid-write
+                storage.write_results(runs, summary, results, cfg.experiment)
+                storage.write_sweep_config(results, cfg.experiment, cfg.model_dump(mode="json"))
+    except StorageError as exc:  # write_run removed its temporary folder
         raise OutputError(_not_saved(exc, specs, exp_dir)) from None
     except KeyboardInterrupt as exc:
-        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the clean-up is nearly done anyway
+        with contextlib.suppress(KeyboardInterrupt):  # a write cut short; a second Ctrl-C: nearly done anyway
             remove_stale(exp_dir)
         done = sum(is_done(exp_dir / s.run_id) for s in specs)
         signum = getattr(exc, "signum", signal.SIGINT)
@@ -366,55 +249,13 @@ def run_sweep(
             f"{cfg.experiment} are finished and saved in {exp_dir}; run the same command again to resume "
             f"(it trains the other {len(specs) - done})", signum,
         ) from None
-    remove_stale(exp_dir)  # what workers that crashed (a broken pool) left behind
-    if failures:
-        listing = "\n".join(f"  {rid}: {msg}" for rid, msg in sorted(failures.items()))
-        raise SweepError(f"{len(failures)} of {len(todo)} runs failed (the others are saved; re-run to retry):\n{listing}")
-    n_elsewhere = len(todo) - len(trained) - len(failures)
-    return SweepResult(runs, summary, runs_csv, summary_csv, len(trained), len(specs) - len(todo), n_elsewhere)
-
-
-def _train(
-    run_on: Executor, specs: list[RunSpec], todo_ids: set[str], vectorise: bool, exp_dir: Path, data_dir: Path,
-    device: str, bar: tqdm, tracker,
-) -> tuple[dict[str, str], set[str], set[str]]:
-    """Train the runs of ``todo_ids`` on ``run_on``. Returns the failed runs (id → error),
-    the ids trained here, and those left to another sweep that holds their claims. A
-    :class:`StorageError` stops at once: closing the executor cancels its other tasks."""
-    failures: dict[str, str] = {}
-    trained: set[str] = set()
-    busy: set[str] = set()
-    claims: dict[str, storage.Claim] = {}
-    try:
-        if run_on.remote:  # the workers return results and this process writes them: it claims them
-            for run_id in sorted(todo_ids):
-                if (held := claim_run(exp_dir, run_id)) is not None:
-                    claims[run_id] = held
-            busy = todo_ids - set(claims)
-            fn = partial(_train_task, data_dir=data_dir, device=device)
-        else:
-            fn = partial(_execute_task, exp_dir=exp_dir, data_dir=data_dir, device=device)
-        with contextlib.closing(run_on.map(fn, make_tasks(specs, todo_ids - busy, vectorise))) as outcomes:
-            for task, outcome in outcomes:
-                new = [s for s in task.specs if s.run_id in todo_ids and s.run_id not in busy]
-                if isinstance(outcome, StorageError):
-                    raise outcome
-                if isinstance(outcome, Exception):
-                    failures.update({s.run_id: f"{type(outcome).__name__}: {outcome}" for s in new})
-                    continue
-                if run_on.remote:
-                    outputs = dict(zip([s.run_id for s in task.specs], outcome))
-                    outcome = Executed([s.run_id for s in new if write_run(s, exp_dir, *outputs[s.run_id])], [])
-                trained.update(outcome.trained)
-                busy.update(outcome.busy)
-                if tracker is not None:
-                    for run_id in outcome.trained:
-                        tracker.log(exp_dir / run_id, *storage.read_run(exp_dir / run_id))
-                bar.update(len([s for s in new if s.run_id not in busy]))
-    finally:
-        for held in claims.values():
-            held.release()
-    return failures, trained, busy
+    if ledger.failures:
+        listing = "\n".join(f"  {rid}: {msg}" for rid, msg in sorted(ledger.failures.items()))
+        raise SweepError(f"{len(ledger.failures)} of {len(todo)} runs failed (the others are saved; re-run to "
+                         f"retry):\n{listing}")  # fmt: skip
+    n_elsewhere = len(todo) - len(ledger.trained) - len(ledger.failures)
+    return SweepResult(runs, summary, *storage.results_paths(results, cfg.experiment), len(ledger.trained),
+                       len(specs) - len(todo), n_elsewhere)  # fmt: skip
 
 
 def _not_saved(exc: StorageError, specs: list[RunSpec], exp_dir: Path, shown: int = 20) -> str:

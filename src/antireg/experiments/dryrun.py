@@ -1,0 +1,79 @@
+"""``antireg run --dry-run``: a sweep's plan and its estimated training time, writing nothing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from antireg.data import default_data_dir
+from antireg.experiments import aggregate, storage
+from antireg.experiments.build import resolve_device, train_run
+from antireg.experiments.config import ExperimentCfg
+from antireg.experiments.executors import sweep_settings
+from antireg.experiments.grid import run_units
+from antireg.experiments.jobs import warm_up
+from antireg.experiments.sweep import plan
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``antireg run --dry-run`` prints: runs by method, how many are finished, and
+    the estimated training time from one short calibration run (nothing is written)."""
+
+    experiment: str
+    by_method: dict[str, tuple[int, int]]  # method (with ablation) → (runs, already finished)
+    seconds_per_unit: float  # per example × epoch, timed on the largest unfinished run
+    todo_units: int
+    jobs: int
+
+    @property
+    def estimate_s(self) -> float:
+        return self.seconds_per_unit * self.todo_units / self.jobs
+
+    def text(self) -> str:
+        total, done = (sum(v[i] for v in self.by_method.values()) for i in (0, 1))
+        width = max(map(len, self.by_method))
+        lines = [f"{self.experiment}: {total} runs, {done} already finished, {total - done} to train"]
+        lines += [f"  {m:<{width}}  {n:>5} runs  {d:>5} done" for m, (n, d) in self.by_method.items()]
+        if total > done:
+            lines.append(f"estimated training time: {_duration(self.estimate_s)} with {self.jobs} job(s) "
+                         "(from a short calibration run; nothing was written)")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def dry_run(
+    cfg: ExperimentCfg, output_dir: str | Path = ".", data_dir: str | Path | None = None,
+    seeds: list[int] | None = None, fractions: list[float] | None = None, optimizers: list[str] | None = None,
+    jobs: int = 1, device: str | None = None, calibration_epochs: int = 2,
+) -> SweepPlan:
+    """The plan of :func:`~antireg.experiments.sweep.run_sweep` without running it: reads
+    the data and the experiments folder, trains one unfinished run for
+    ``calibration_epochs`` epochs in memory to time it, and writes nothing."""
+    data_dir = Path(data_dir or default_data_dir()).resolve()
+    specs = plan(cfg, data_dir, seeds, fractions, optimizers, output_dir)
+    exp_dir = storage.experiments_dir(output_dir)
+    by_method: dict[str, tuple[int, int]] = {}
+    todo = []
+    for spec in specs:
+        key = aggregate.label(spec.method, spec.ablation)
+        finished = storage.is_done(exp_dir / spec.run_id)
+        n, d = by_method.get(key, (0, 0))
+        by_method[key] = (n + 1, d + finished)
+        if not finished:
+            todo.append(spec)
+    per_unit = 0.0
+    if todo:
+        probe = max(todo, key=run_units)
+        epochs = min(calibration_epochs, probe.training.epochs)
+        probe = probe.model_copy(update={"training": probe.training.model_copy(update={"epochs": epochs})})
+        warm_up(probe, data_dir)
+        start = time.perf_counter()
+        with sweep_settings():
+            train_run(probe, data_dir, resolve_device(device or cfg.device))
+        per_unit = (time.perf_counter() - start) / (probe.n_train * epochs)
+    return SweepPlan(cfg.experiment, by_method, per_unit, sum(map(run_units, todo)), max(jobs, 1))
