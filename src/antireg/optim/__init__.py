@@ -90,18 +90,20 @@ class ClosureBatch:
         modules: Iterable[torch.nn.Module],
         loss_scale: float = 1.0,
         norm_layers: list[torch.nn.Module] | None = None,
+        names: Callable[[], list[str]] | None = None,
     ) -> None:
         self.params = params
         self.loss_scale = float(loss_scale)
         self.modules = list(modules)
         self.norm_layers = norm_layers if norm_layers is not None else base.norm_layers(self.modules)
+        self._find_names = names if names is not None else lambda: _names(self.params, self.modules)
         self.closure = closure
         self._evaluated = False
 
     @cached_property
     def names(self) -> list[str]:
         """Each parameter's name (only ASAM asks, so it is found only then)."""
-        return _names(self.params, self.modules)
+        return self._find_names()
 
     def _evaluate(self, **kwargs: Any) -> torch.Tensor:
         """Call the closure; every call after the first with the running statistics frozen."""
@@ -196,11 +198,19 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.rule = rule
         self.modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
         self._norm_layers = base.norm_layers(self.modules)  # found once: walking the model every pass costs
+        self._named: tuple[tuple[int, ...], list[str]] = ((), [])
         if hasattr(rule, "bind"):
             rule.bind(self)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
+
+    def _names_of(self, params: list[torch.Tensor]) -> list[str]:
+        """:func:`_names`, found again only when the parameters change (add_param_group)."""
+        key = tuple(map(id, params))
+        if self._named[0] != key:
+            self._named = (key, _names(params, self.modules))
+        return self._named[1]
 
     def state_dict(self) -> dict[str, Any]:
         return self.base_optimizer.state_dict()
@@ -224,7 +234,8 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"{type(self).__name__}.step needs a closure (it evaluates the loss more than once)")
         params = self._params()
         scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
-        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules, scale, self._norm_layers))
+        loss, grads = self.rule.gradient(ClosureBatch(params, closure, self.modules, scale, self._norm_layers,
+                                                           lambda: self._names_of(params)))
         self._apply(params, grads, scaler, scale)
         return loss
 
@@ -273,7 +284,7 @@ class _TwoSteps(RuleOptimizer):
     def first_step(self, zero_grad: bool = False) -> None:
         params = self._params()
         g = _grads(params)
-        view = SimpleNamespace(params=params, names=_names(params, self.modules))
+        view = SimpleNamespace(params=params, names=self._names_of(params))
         eps = self.rule.epsilon(view, g)
         saved = [p.detach().clone() for p in params]
         torch._foreach_add_(params, eps)

@@ -47,7 +47,7 @@ class GradientNorm(Rule):
         # s = +1 (forward) or −1 (backward): (1 − sγ/ε) g + (sγ/ε) ∇L(θ + sεg)
         s = 1.0 if self.mode == "fd_forward" else -1.0
         loss, g = batch.grad()
-        with perturbed(batch.params, [s * self.eps * gi for gi in g]):
+        with perturbed(batch.params, mul(g, s * self.eps)):
             _, g_shift = batch.grad()
         c = s * self.gamma / self.eps
         return loss, add(mul(g, 1.0 - c), g_shift, alpha=c)

@@ -65,10 +65,14 @@ class ASAM(SAM):
         self.eta = float(eta)
 
     def epsilon(self, batch: Batch, g: Grads) -> Grads:
-        # T per tensor; None stands for T = 1 (no multiply where nothing is normalised)
-        t = [p.detach().abs() + self.eta if "weight" in name else None for name, p in zip(batch.names, batch.params)]
-        tg = [gi if ti is None else ti * gi for ti, gi in zip(t, g)]
-        t2g = [tgi if ti is None else ti * tgi for ti, tgi in zip(t, tg)]
+        # T only on the weights (T = 1 elsewhere: nothing to multiply), as foreach ops on them
+        tg, t2g = list(g), list(g)
+        if w := [i for i, name in enumerate(batch.names) if "weight" in name]:
+            t = torch._foreach_abs([batch.params[i].detach() for i in w])
+            torch._foreach_add_(t, self.eta)
+            tg_w = torch._foreach_mul(t, [g[i] for i in w])
+            for i, tgi, t2gi in zip(w, tg_w, torch._foreach_mul(t, tg_w)):
+                tg[i], t2g[i] = tgi, t2gi
         return mul(t2g, self.current_rho() / (float(global_norm(tg)) + NORM_EPS))
 
 
