@@ -138,11 +138,11 @@ def test_mlp_products_equal_the_generic_vmap_path_bit_for_bit():
 def test_tasks_group_by_key_and_leave_the_relatives_to_the_sequential_path():
     stacked = _specs(REG, relatives={"sam": {"rho": [0.05]}})
     assert all(t.vectorised for t in make_tasks(stacked, {s.run_id for s in stacked}, vectorise=True))
-    specs = _specs(REG, relatives={"flooding": {"b": [0.05]}})  # a relative that does not stack
+    specs = _specs(REG, relatives={"gr_db": {"gamma": [0.05]}})  # a relative that does not stack
     every = {s.run_id for s in specs}
     tasks = make_tasks(specs, every, vectorise=True)
-    flooding = [t for t in tasks if t.specs[0].rule == "flooding"]
-    assert flooding and all(len(t.specs) == 1 and not t.vectorised for t in flooding)
+    gr = [t for t in tasks if t.specs[0].rule == "gr_db"]
+    assert gr and all(len(t.specs) == 1 and not t.vectorised for t in gr)
     batched = [t for t in tasks if t.vectorised]
     assert len(batched) == 2  # sgd and adam: different optimizers never share a batched model
     assert all(len({group_key(s) for s in t.specs}) == 1 for t in batched)
@@ -161,8 +161,11 @@ def test_tasks_group_by_key_and_leave_the_relatives_to_the_sequential_path():
 def test_unsupported_steps_are_refused_with_the_reason():
     spec = _specs(REG)[0]
     run = prepare(spec, DATA)
-    run.step.rule = make_rule("flooding", b=0.05)
-    with pytest.raises(ValueError, match="only erm, sam, asam, gsam are vectorised"):
+    run.step.rule = make_rule("gr_db", gamma=0.05)
+    with pytest.raises(ValueError, match="only erm, flooding, sam, asam, gsam are vectorised"):
+        StackedStep([run.model], [run.step], run.loss_fn)
+    run.step.rule = make_rule("flooding", b=0.05, per_example=True)
+    with pytest.raises(ValueError, match="per-example flooding"):
         StackedStep([run.model], [run.step], run.loss_fn)
     run = prepare(spec, DATA)
     run.step.optimizer = torch.optim.RMSprop(run.model.parameters())
@@ -207,7 +210,7 @@ def test_stackable_names_only_rules_the_stacked_step_trains():
     from antireg.rules import RULES
     from antireg.vectorised import STACKED_RULES, stackable
 
-    assert stackable("erm") and stackable("sam") and not stackable("flooding") and not stackable("no_such_rule")
+    assert stackable("erm") and stackable("sam") and not stackable("gr_db") and not stackable("no_such_rule")
     assert all(RULES[name] is rule for name, rule in STACKED_RULES.items())
 
 
@@ -252,8 +255,8 @@ def test_stacked_fit_follows_the_same_protocol_options():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_sharpness_aware_rules_stacked_equal_their_own_train_steps(optimizer):
-    """SAM, ASAM and GSAM (with an ERM and an AR model in the same stack) train stacked to
+def test_relatives_stacked_equal_their_own_train_steps(optimizer):
+    """SAM, ASAM, GSAM and flooding (with an ERM and an AR model in the same stack) train stacked to
     what each one's own TrainStep gives, in float64, minibatches, clip and trust region on."""
     from antireg.models import flatten_parameters, make_model
     from antireg.penalty import ProximityPenalty
@@ -263,7 +266,7 @@ def test_sharpness_aware_rules_stacked_equal_their_own_train_steps(optimizer):
     from antireg.vectorised import stackable
 
     rules = [("erm", {}), ("erm", {}), ("sam", {"rho": 0.05}), ("sam", {"rho": 0.2}), ("asam", {"rho": 0.5}),
-             ("gsam", {"rho": 0.1, "alpha": 0.3})]
+             ("gsam", {"rho": 0.1, "alpha": 0.3}), ("flooding", {"b": 0.45})]
     assert all(stackable(name) for name, _ in rules)
     g = torch.Generator().manual_seed(0)
     data = [(torch.randn(40, 3, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64))
@@ -298,3 +301,5 @@ def test_sharpness_aware_rules_stacked_equal_their_own_train_steps(optimizer):
                 assert (getattr(sa, guard).steps, getattr(sa, guard).events) == \
                        (getattr(sb, guard).steps, getattr(sb, guard).events)
     assert any(s.trust_region.events for _, s in singles if s.trust_region)
+    flood = [h["train_loss"] for h in want[-1].history]
+    assert min(flood) < 0.45 < max(flood), flood  # flooding both descended and ascended

@@ -20,8 +20,8 @@ fixed).
 
 Supported (:func:`unsupported` says why not otherwise): the gradient rules of
 :data:`STACKED_RULES` (ERM, so AR and L2, with or without safeguards; SAM, ASAM and
-GSAM, mixed freely in one stack, their second pass batched like the first and their
-ε̂ and update from each model's own rule), ``torch.optim.SGD`` and ``Adam``, models
+GSAM, their second pass batched like the first and their ε̂ and update from each
+model's own rule; batch-level flooding; all mixed freely in one stack), ``torch.optim.SGD`` and ``Adam``, models
 without buffers (no BatchNorm), no autocast or loss scaling.
 """
 
@@ -39,7 +39,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from antireg.penalty import ProximityPenalty
-from antireg.rules import ASAM, ERM, GSAM, SAM
+from antireg.rules import ASAM, ERM, GSAM, SAM, Flooding
 from antireg.rules.base import perturbed
 from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
@@ -47,7 +47,7 @@ from antireg.train import FitResult, LossFn, fit_stepper
 
 OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
 # the gradient rules whose runs train stacked, by their names in antireg.rules.RULES
-STACKED_RULES = {"erm": ERM, "sam": SAM, "asam": ASAM, "gsam": GSAM}
+STACKED_RULES = {"erm": ERM, "flooding": Flooding, "sam": SAM, "asam": ASAM, "gsam": GSAM}
 
 
 def stackable(rule: str) -> bool:
@@ -60,6 +60,8 @@ def unsupported(model: nn.Module, step: TrainStep) -> str | None:
     """Why ``step`` cannot be vectorised, or None when it can."""
     if type(step.rule) not in STACKED_RULES.values():
         return f"gradient rule {step.rule!r} (only {', '.join(STACKED_RULES)} are vectorised)"
+    if isinstance(step.rule, Flooding) and step.rule.per_example:
+        return "per-example flooding (its transform of the losses is not batched)"
     if type(step.optimizer) not in OPTIMIZERS:
         return f"optimizer {type(step.optimizer).__name__} (only SGD and Adam are vectorised)"
     if step.autocast is not None or step.scaler is not None:
@@ -104,6 +106,19 @@ def _mlp_forward(mlp: nn.Sequential, params: dict[str, torch.Tensor], x: torch.T
             x = layer(x)
             owned = True
     return x
+
+
+class _Evaluated:
+    """One model's batch whose plain pass the stack has made: what a rule that reshapes
+    the plain gradient (batch-level flooding) reads as its ``Batch``."""
+
+    def __init__(self, loss: torch.Tensor, grads: list[torch.Tensor]) -> None:
+        self.loss, self.grads = loss, grads
+
+    def grad(self, transform: None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if transform is not None:
+            raise ValueError("a transform of the losses needs its own pass")
+        return self.loss, self.grads
 
 
 class StackedStep:
@@ -155,10 +170,12 @@ class StackedStep:
             self.trust_region = TrustRegion(rows, radius, ref=[ref], blocks=blocks)
 
         self.rules = [s.rule for s in steps]
-        # SAM, ASAM, GSAM: the gradient at θ + ε̂ too, ε̂ and the update from each model's own rule
+        # the models whose rule reshapes the plain gradient (flooding), and those whose rule
+        # needs the gradient at θ + ε̂ too (SAM, ASAM, GSAM); ERM's direction is g itself
+        self.one_pass = [i for i, r in enumerate(self.rules) if isinstance(r, Flooding)]
         self.sharpness_aware = [i for i, r in enumerate(self.rules) if isinstance(r, SAM)]
-        if self.sharpness_aware:
-            self._init_two_pass()
+        if self.one_pass or self.sharpness_aware:
+            self._init_rule_buffers()
 
         base = copy.deepcopy(models[0]).to("meta")  # the architecture; parameters come from the stack
         if _is_mlp(base):
@@ -197,7 +214,7 @@ class StackedStep:
         (grad,) = torch.autograd.grad(loss.sum(), self.flat)
         return loss, grad
 
-    def _init_two_pass(self) -> None:
+    def _init_rule_buffers(self) -> None:
         """Buffers of g, gᵖ and ε̂ with each model's parameter-shaped views into them, made
         once: the rules' arithmetic runs model by model on these views."""
         self._g, self._g_p, self._eps = (torch.zeros_like(self.flat, requires_grad=False) for _ in range(3))
@@ -210,27 +227,29 @@ class StackedStep:
         for rule in self.rules:
             if hasattr(rule, "bind"):  # GSAM's ρ schedule follows the (shared) learning rate
                 rule.bind(self.optimizer)
-        self._erm = torch.tensor([i not in self.sharpness_aware for i in range(len(self.rules))], device=self.flat.device)
 
-    def _sharpness_aware_grad(self, xb: torch.Tensor, yb: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """Each SAM-type model's update direction: its rule's ε̂ from g, one batched pass at
-        θ + ε̂ (ε̂ = 0 for the ERM models in the stack), its rule's combination of g and gᵖ."""
+    def _rule_directions(self, xb: torch.Tensor, yb: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """(M, P): each model's update direction from its own rule, the rules' arithmetic
+        model by model. Flooding reshapes g (its rule reads this pass as its batch's);
+        SAM-type rules take ε̂ from g, one batched pass at θ + ε̂ (ε̂ = 0 for the other
+        models) gives gᵖ, and the rule combines g and gᵖ."""
         self._g.copy_(grad)
-        for i in self.sharpness_aware:
-            torch._foreach_copy_(self._eps_rows[i], self.rules[i].epsilon(self._batches[i], self._g_rows[i]))
-        with perturbed([self.flat], [self._eps]):
-            self._g_p.copy_(self.loss_grad(xb, yb)[1])
-        for i in self.sharpness_aware:
-            direction = self.rules[i].combine(self._g_rows[i], self._g_p_rows[i])
-            if direction is not self._g_p_rows[i]:  # SAM's and ASAM's direction is gᵖ itself
-                torch._foreach_copy_(self._g_p_rows[i], direction)
-        self._g_p[self._erm] = grad[self._erm]
-        return self._g_p
+        for i in self.one_pass:
+            _, direction = self.rules[i].gradient(_Evaluated(loss[i].detach(), self._g_rows[i]))
+            torch._foreach_copy_(self._g_rows[i], direction)
+        if self.sharpness_aware:
+            for i in self.sharpness_aware:
+                torch._foreach_copy_(self._eps_rows[i], self.rules[i].epsilon(self._batches[i], self._g_rows[i]))
+            with perturbed([self.flat], [self._eps]):
+                self._g_p.copy_(self.loss_grad(xb, yb)[1])
+            for i in self.sharpness_aware:
+                torch._foreach_copy_(self._g_rows[i], self.rules[i].combine(self._g_rows[i], self._g_p_rows[i]))
+        return self._g
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """rule → penalty → clip → optimizer.step() → projection, as TrainStep orders them."""
         loss, grad = self.loss_grad(xb, yb)
-        self.flat.grad = self._sharpness_aware_grad(xb, yb, grad) if self.sharpness_aware else grad
+        self.flat.grad = self._rule_directions(xb, yb, loss, grad) if self.one_pass or self.sharpness_aware else grad
         if self.penalty is not None:
             self.penalty()
         none = torch.zeros(len(loss), dtype=torch.bool, device=loss.device)
