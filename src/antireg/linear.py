@@ -33,11 +33,11 @@ from sklearn.model_selection import check_cv
 
 from antireg.spectral import (
     ETA,
+    _ROW_BLOCK,
     alpha_to_lambda,
     center_design,
     clamp_alpha,
     dof,
-    _ROW_BLOCK,
     safe_alpha_min,
     thin_svd,
 )
@@ -708,8 +708,8 @@ class ARRidgeCV(_BaseARRidge):
         FUtY = (F[:, :, None] * spec.UtY[:, None, :]).reshape(r, m * t)
         errors = np.empty((n, m, t))
         if self.criterion == "loo":
-            # 1 - H_ii = (1 - sw_i / sum(sw)) - (U^2 F)_i: the intercept's and U's leverages
-            rest = 1.0 - spec.sqrt_sw**2 / spec.n_eff if self.fit_intercept else np.ones(n)
+            # 1 - H_ii = (1 - sw_i / sum(sw)) - (U^2 F)_i: less the intercept's leverage, then U's
+            one_minus_h0 = 1.0 - spec.sqrt_sw**2 / spec.n_eff if self.fit_intercept else np.ones(n)
             minus_F = -F
         else:
             one_minus_h = 1.0 - (F.sum(axis=0, keepdims=True) + self.fit_intercept) / n
@@ -721,7 +721,7 @@ class ARRidgeCV(_BaseARRidge):
             np.subtract(spec.Y[rows, None, :], block, out=block)  # residuals (I - H) y
             if self.criterion == "loo":
                 one_minus_h = np.square(U, out=U) @ minus_F
-                one_minus_h += rest[rows, None]
+                one_minus_h += one_minus_h0[rows, None]
             undefined = np.abs(one_minus_h) <= _UNDEFINED_TOL
             if undefined.any():
                 one_minus_h[undefined] = np.nan
