@@ -5,8 +5,10 @@
 1. Runs per second on the Concrete grid (MLP 8→64→64→1, 8 seeds × 5 λ₀, AR, SGD with
    momentum, full batch), one grid per training fraction: sequential (local executor),
    vectorised (the 40 runs as one batched model, one process) and a process pool of 2
-   (sequential runs). Each is a whole ``run_sweep`` into a fresh folder, one after the
-   other in one invocation, so the ratios share the machine's state.
+   (sequential runs); and the same grid with SAM for AR (8 seeds × 5 ρ) at the first
+   fraction, sequential and vectorised. Each is a whole ``run_sweep`` into a fresh
+   folder, one after the other in one invocation, so the ratios share the machine's
+   state; issue 14's targets are printed beside the vectorised rates.
 2. Achieved GFLOP/s of vectorised MLP training (the same grids): forward and backward
    matrix-product FLOPs counted analytically (2·n·in·out per product; elementwise work
    not counted) over the wall time of ``fit_stacked`` alone, against a 2048² float32
@@ -55,8 +57,15 @@ GRID = {
 }
 
 
-def grid(epochs: int, fraction: float) -> ExperimentCfg:
-    return ExperimentCfg.model_validate({**GRID, "fractions": [fraction], "training": {"epochs": epochs}})
+# the same runs with SAM instead of AR: 8 seeds × 5 ρ, no AR runs
+SAM_GRID = {**GRID, "experiment": "bench_concrete_sam", "ar": {"lambda0": []},
+            "relatives": {"sam": {"rho": [0.01, 0.02, 0.05, 0.1, 0.2]}}}  # fmt: skip
+# issue 14's targets: vectorised / sequential runs per second
+TARGETS = {("ar", 36): 8.0, ("ar", 144): 5.0, ("sam", 36): 3.0}
+
+
+def grid(epochs: int, fraction: float, base: dict = GRID) -> ExperimentCfg:
+    return ExperimentCfg.model_validate({**base, "fractions": [fraction], "training": {"epochs": epochs}})
 
 
 def _cpu_seconds() -> float:
@@ -159,22 +168,25 @@ def main() -> None:
     print(f"Concrete grid: 40 runs (MLP 8-64-64-1, 8 seeds x 5 lambda0, SGD with momentum, full batch), "
           f"{args.epochs} epochs; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
     runs_per_second(grid(1, args.fractions[0]))  # untimed: one-time imports and data loading, shared by all paths
-    print("| fraction (n) | path | runs/s (wall) | vs sequential | runs per CPU-s | vs sequential |")
-    print("|---|---|---|---|---|---|")
+    print("| grid | fraction (n) | path | runs/s (wall) | vs sequential | runs per CPU-s | vs sequential | target |")
+    print("|---|---|---|---|---|---|---|---|")
     flops = []
-    for fraction in args.fractions:
-        cfg = grid(args.epochs, fraction)
+    # the AR grid at every fraction, the SAM grid (sequential and vectorised) at the first
+    grids = [("ar", f, GRID, True) for f in args.fractions] + [("sam", args.fractions[0], SAM_GRID, False)]
+    for method, fraction, base, pool in grids:
+        cfg = grid(args.epochs, fraction, base)
         n = expand(cfg, 1030)[0].n_train
-        rates = {
-            "sequential": runs_per_second(cfg),
-            "vectorised": runs_per_second(cfg, vectorise=True),
-            "process pool of 2": runs_per_second(cfg, jobs=2),
-        }
+        rates = {"sequential": runs_per_second(cfg), "vectorised": runs_per_second(cfg, vectorise=True)}
+        if pool:
+            rates["process pool of 2"] = runs_per_second(cfg, jobs=2)
         seq_wall, seq_cpu = rates["sequential"]
         for name, (wall, cpu) in rates.items():
-            print(f"| {fraction:g} ({n}) | {name} | {wall:.2f} | {wall / seq_wall:.2f}x | {cpu:.2f} | {cpu / seq_cpu:.2f}x |",
-                  flush=True)  # fmt: skip
-        flops.append((fraction, n, vectorised_gflops(cfg, data_dir)))
+            target = TARGETS.get((method, n)) if name == "vectorised" else None
+            verdict = f">= {target:g}x {'ok' if wall / seq_wall >= target else 'MISSED'}" if target else ""
+            print(f"| {method} | {fraction:g} ({n}) | {name} | {wall:.2f} | {wall / seq_wall:.2f}x | {cpu:.2f} | "
+                  f"{cpu / seq_cpu:.2f}x | {verdict} |", flush=True)  # fmt: skip
+        if method == "ar":
+            flops.append((fraction, n, vectorised_gflops(cfg, data_dir)))
     ceiling = matmul_gflops()
     print(f"\n2048^2 float32 matmul, 1 thread: {ceiling:.1f} GFLOP/s\n"
           "| fraction (n) | vectorised training GFLOP/s | ratio to matmul |\n|---|---|---|")
