@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(_configs_text(packaged_configs()))
                 return 0
             if args.command == "lopt":
-                return lopt_cli.run(args)
+                return lopt_cli.run(args, main)
             if args.command == "data":
                 return data_cli.run(args)
             return _report(args) if args.command == "report" else _run(args)
