@@ -9,14 +9,14 @@ from antireg.experiments.aggregate import edge_of, edge_warnings, summarize
 
 
 def _runs(method, ablation, grid, val, fraction=0.5, seeds=(0, 1), **extra):
-    """Hand-built run rows: one per seed per grid point ``(lambda0, alpha, rule_params)``, with
+    """Hand-built run rows: one per seed per grid point ``(lambda0, decay, rule_params)``, with
     validation RMSE ``val[i]`` for grid point i (plus a seed-dependent wobble that keeps the order)."""
     rows = []
-    for (lam0, alpha, params), v in zip(grid, val):
+    for (lam0, decay, params), v in zip(grid, val):
         for seed in seeds:
             rows.append(dict(
                 experiment="hand", dataset="d", method=method, ablation=ablation, optimizer="sgd",
-                fraction=fraction, seed=seed, n_train=100, lambda0=lam0, alpha=alpha, rule_params=params,
+                fraction=fraction, seed=seed, n_train=100, lambda0=lam0, decay=decay, rule_params=params,
                 val_rmse=v + 0.01 * seed, test_rmse=v, diverged=False, **extra,
             ))  # fmt: skip
     return rows
@@ -51,7 +51,7 @@ def test_hand_built_summary_marks_each_cell_against_its_own_grid():
         + _runs("ar+sam", "none", [(-0.01, 1.0, f"rho={r}") for r in (0.01, 0.05, 0.1)], [2.0, 1.0, 3.0])
     )
     summary = summarize(pd.DataFrame(rows), metrics=["test_rmse"])
-    marks = {(r.method, r.ablation, r.fraction): (r.lambda0_at_edge, r.alpha_at_edge, r.params_at_edge)
+    marks = {(r.method, r.ablation, r.fraction): (r.lambda0_at_edge, r.decay_at_edge, r.params_at_edge)
              for r in summary.itertuples()}  # fmt: skip
     assert marks == {
         ("ar", "none", 0.5): ("low", "fixed", ""),  # per cell: the same grid is interior at fraction 1
@@ -67,9 +67,9 @@ def test_hand_built_summary_marks_each_cell_against_its_own_grid():
     lines = edge_warnings(summary)
     assert lines == [
         "hand ar/l2/sgd/fraction 0.5: |λ₀| = 0.1 is the largest of its grid; add ar.lambda0 values above 0.1",
-        "hand ar/no_grad_clip/sgd/fraction 0.5: α = 0 (no decay) is the smallest of its grid and the smallest "
+        "hand ar/no_grad_clip/sgd/fraction 0.5: decay = 0 (none) is the smallest of its grid and the smallest "
         "allowed; nothing to widen",
-        "hand ar/no_trust_region/sgd/fraction 0.5: α = 1 is the largest of its grid; add ar.alpha values above 1",
+        "hand ar/no_trust_region/sgd/fraction 0.5: decay = 1 is the largest of its grid; add ar.decay values above 1",
         "hand ar/none/sgd/fraction 0.5: |λ₀| = 0.001 is the smallest of its grid; add ar.lambda0 values below 0.001",
         "hand gsam/none/sgd/fraction 0.5: alpha = 0.1 is the smallest of its grid; add relatives.gsam.alpha values "
         "below 0.1",
@@ -136,7 +136,7 @@ def test_real_sweep_marks_the_edges_it_must(tmp_path):
     cfg = ExperimentCfg.model_validate({
         "experiment": "edges", "dataset": {"name": "diabetes"}, "fractions": [0.2, 1.0], "seeds": [0, 1],
         "model": {"kind": "linear"}, "optimizers": {"sgd": {"lr": 0.05}}, "training": {"epochs": 15},
-        "ar": {"lambda0": [1.0, 3.0, 10.0], "alpha": [0.0, 0.5]}, "ablations": ["none", "l2"],
+        "ar": {"lambda0": [1.0, 3.0, 10.0], "decay": [0.0, 0.5]}, "ablations": ["none", "l2"],
     })  # fmt: skip
     result = run_sweep(cfg, tmp_path, progress=False)
     runs, summary = result.runs, pd.read_csv(result.summary_csv)
@@ -148,10 +148,10 @@ def test_real_sweep_marks_the_edges_it_must(tmp_path):
         assert _row(summary, "ar", "none", fraction)["lambda0_at_edge"] == "bound"
         l2 = _row(summary, "ar", "l2", fraction)
         assert (l2["lambda0"], l2["lambda0_at_edge"]) == (1.0, "low")
-        assert _row(summary, "erm", "none", fraction)[["lambda0_at_edge", "alpha_at_edge"]].tolist() == ["fixed"] * 2
-    assert _row(summary, "ar", "l2", 1.0)[["alpha", "alpha_at_edge"]].tolist() == [0.5, "high"]
-    assert _row(summary, "ar", "l2", 0.2)[["alpha", "alpha_at_edge"]].tolist() == [0.0, "low"]
+        assert _row(summary, "erm", "none", fraction)[["lambda0_at_edge", "decay_at_edge"]].tolist() == ["fixed"] * 2
+    assert _row(summary, "ar", "l2", 1.0)[["decay", "decay_at_edge"]].tolist() == [0.5, "high"]
+    assert _row(summary, "ar", "l2", 0.2)[["decay", "decay_at_edge"]].tolist() == [0.0, "low"]
     lines = edge_warnings(summary)
     assert "edges ar/l2/sgd/fraction 1: |λ₀| = 1 is the smallest of its grid; add ar.lambda0 values below 1" in lines
-    assert "edges ar/l2/sgd/fraction 1: α = 0.5 is the largest of its grid; add ar.alpha values above 0.5" in lines
+    assert "edges ar/l2/sgd/fraction 1: decay = 0.5 is the largest of its grid; add ar.decay values above 0.5" in lines
     assert sum("reached the spectral bound" in line for line in lines) == 2

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 from antireg.cli import main
 from antireg.data import n_train_for
 from antireg.experiments import ConfigError, ExperimentCfg, expand, load_config, run_sweep
+from antireg.experiments import storage
 from antireg.experiments import sweep as sweep_mod
 from antireg.experiments.config import packaged_configs
 from antireg.experiments.storage import remove_stale
@@ -32,7 +34,7 @@ TINY = {
 }
 RUN_COLUMNS = [
     "experiment", "dataset", "method", "ablation", "optimizer", "seed", "fraction", "n_train", "lambda0",
-    "alpha", "lambda_n", "test_rmse", "test_mae", "test_r2", "val_rmse", "rho", "r_clip", "r_proj",
+    "decay", "lambda_n", "test_rmse", "test_mae", "test_r2", "val_rmse", "output_scale_ratio", "r_clip", "r_proj",
     "df_per_n", "diverged", "wall_s",
 ]  # fmt: skip
 
@@ -70,6 +72,20 @@ def test_bad_configs_name_the_key(tmp_path, change, fragment):
     with pytest.raises(ConfigError) as err:
         load_config(str(_write(tmp_path, {**TINY, **change})))
     assert fragment in str(err.value)
+
+
+def test_the_old_decay_key_alpha_still_works_with_a_warning_and_keeps_the_run_ids(tmp_path):
+    new = _cfg(ar={"lambda0": [0.01], "decay": [0.5, 1.0]})
+    with pytest.warns(FutureWarning, match=r"ar\.alpha is deprecated: rename it ar\.decay"):
+        old = load_config(str(_write(tmp_path, {**TINY, "ar": {"lambda0": [0.01], "alpha": [0.5, 1.0]}})))
+    assert old == new
+    ids = [s.run_id for s in expand(new, 442)]
+    assert [s.run_id for s in expand(old, 442)] == ids
+    # the id hashes the decay under its old name, as every run id written before the rename did
+    spec = next(s for s in expand(new, 442) if s.method == "ar")
+    assert spec.model_dump(by_alias=True)["alpha"] == spec.decay and "alpha" not in spec.model_dump()
+    with pytest.raises(ConfigError, match="give ar.decay only"):
+        load_config(str(_write(tmp_path, {**TINY, "ar": {"alpha": [1.0], "decay": [1.0]}})))
 
 
 def test_malformed_yaml_and_missing_config(tmp_path):
@@ -161,7 +177,7 @@ def test_sweep_writes_both_csvs_with_the_columns(finished):
     assert runs["run_id"].is_unique
     # one summary row per method × ablation × optimizer × fraction
     assert len(summary) == 2 * (1 + 3)
-    for col in ("test_rmse_mean", "test_rmse_ci95", "rho_mean", "n_seeds", "n_diverged"):
+    for col in ("test_rmse_mean", "test_rmse_ci95", "output_scale_ratio_mean", "n_seeds", "n_diverged"):
         assert col in summary.columns
     assert (summary["n_seeds"] == 2).all()
     # linear model: df/n is defined; the baseline's equals rank/n
@@ -185,7 +201,7 @@ def test_summary_selects_lambda0_on_validation_and_ci_is_student_t(finished):
     assert row["test_rmse_ci95"] == pytest.approx(stats.t.ppf(0.975, 1) * chosen.std(ddof=1) / np.sqrt(2))
 
 
-def test_rho_is_the_output_norm_ratio_to_the_conditions_baseline(finished):
+def test_output_scale_ratio_is_the_output_norm_ratio_to_the_conditions_baseline(finished):
     out, _ = finished
     runs = pd.read_csv(out / "results" / "tiny.csv")
     exp = out / "experiments"
@@ -193,8 +209,8 @@ def test_rho_is_the_output_norm_ratio_to_the_conditions_baseline(finished):
         base = runs[(runs["method"] == "erm") & (runs["condition_id"] == r["condition_id"])].iloc[0]
         want = np.linalg.norm(np.load(exp / r["run_id"] / "outputs_test.npy")) / np.linalg.norm(
             np.load(exp / base["run_id"] / "outputs_test.npy"))
-        assert r["rho"] == pytest.approx(want)
-    assert (runs.loc[runs["method"] == "erm", "rho"] == 1.0).all()
+        assert r["output_scale_ratio"] == pytest.approx(want)
+    assert (runs.loc[runs["method"] == "erm", "output_scale_ratio"] == 1.0).all()
 
 
 def test_run_directory_holds_config_metrics_log_and_diagnostics(finished):
@@ -237,6 +253,17 @@ def test_stale_tmp_dirs_of_dead_writers_on_this_host_are_removed(tmp_path):
     assert remove_stale(exp) == 0 and remove_stale(tmp_path / "missing") == 0
 
 
+def test_a_run_written_before_the_decay_rename_counts_as_finished(finished, tmp_path):
+    out, _ = finished
+    run_dir = tmp_path / "old-run"
+    shutil.copytree(next((out / "experiments").glob("ar-none-*")), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["alpha"] = metrics.pop("decay")  # what a run written before the rename holds
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    run_dir = run_dir.rename(tmp_path / metrics["run_id"])
+    assert storage.finished_metrics(run_dir)["decay"] == metrics["alpha"]
+
+
 def test_rerun_skips_everything_and_reproduces_the_numbers(finished, tmp_path):
     out, first = finished
     again = run_sweep(_cfg(), out, progress=False)
@@ -274,7 +301,7 @@ def test_only_filters_and_add_baseline(tmp_path):
     cfg = _cfg(add_baseline_zero=False, seeds=[0, 1, 2])
     result = run_sweep(cfg, tmp_path, seeds=[2], fractions=[0.2], progress=False)
     assert set(result.runs["seed"]) == {2} and set(result.runs["fraction"]) == {0.2}
-    assert "erm" not in set(result.runs["method"]) and result.runs["rho"].isna().all()
+    assert "erm" not in set(result.runs["method"]) and result.runs["output_scale_ratio"].isna().all()
     with pytest.raises(ConfigError, match="select no runs"):
         run_sweep(cfg, tmp_path, seeds=[9], progress=False)
 
@@ -341,7 +368,7 @@ CLS = {
     "optimizers": {"adam": {"lr": 0.01}},
     "training": {"epochs": 5, "batch_size": 64},
     "evaluation": {"ece_bins": 10},
-    "ar": {"lambda0": [0.01, 10.0], "alpha": [0.5], "center": "init", "ntk": True},
+    "ar": {"lambda0": [0.01, 10.0], "decay": [0.5], "center": "init", "ntk": True},
     "ablations": ["none"],
 }
 
@@ -351,7 +378,7 @@ def test_classification_sweep_metrics_reliability_and_ntk_clamp(tmp_path):
 
     result = run_sweep(ExperimentCfg.model_validate(CLS), tmp_path, progress=False)
     runs = result.runs
-    for col in ("test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "rho", "df_per_n"):
+    for col in ("test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "output_scale_ratio", "df_per_n"):
         assert col in runs.columns and runs[col].notna().all(), col
     assert "test_accuracy_mean" in result.summary.columns
     # the NTK of n points of a wide MLP has full rank: df(0)/n = 1, and AR raises it

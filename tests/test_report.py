@@ -43,7 +43,7 @@ LINEAR = {
 }  # fmt: skip
 CLF = "clf_digits"
 CLF_METRICS = ["test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll",
-               "rho", "r_clip", "r_proj", "df_per_n", "lambda_n", "wall_s"]  # fmt: skip
+               "output_scale_ratio", "r_clip", "r_proj", "df_per_n", "lambda_n", "wall_s"]  # fmt: skip
 BINS = 10
 
 
@@ -80,8 +80,8 @@ def _fabricate_classification(root: Path) -> None:
                     fraction=frac, n_train=n, test_accuracy=acc, test_nll=0.6 - acc / 2 + rng.normal(0, 0.01),
                     test_ece=(0.08 if erm else 0.04) + rng.normal(0, 0.005), test_brier=0.3 - acc / 4,
                     val_accuracy=acc, val_nll=0.5 - acc / 2 - 0.05 * (abs(lam0) == 0.1), val_ece=0.05, val_brier=0.2,
-                    lambda0=lam0, alpha=0.0 if erm else 0.5, lambda_n=lam, lambda_requested=lam, clamped=False,
-                    df_per_n=np.nan, rho=1.0 if erm else rng.uniform(0.9, 1.2), r_clip=rng.uniform(0, 0.1),
+                    lambda0=lam0, decay=0.0 if erm else 0.5, lambda_n=lam, lambda_requested=lam, clamped=False,
+                    df_per_n=np.nan, output_scale_ratio=1.0 if erm else rng.uniform(0.9, 1.2), r_clip=rng.uniform(0, 0.1),
                     r_proj=0.0 if erm else rng.uniform(0, 0.3), diverged=diverged,
                     divergence="non-finite loss" if diverged else "", steps=300, best_epoch=20, run_id=run_id,
                     condition_id=f"c{seed}-{frac}", wall_s=1.0,
@@ -180,7 +180,7 @@ def test_lambda_figure_has_no_df_panel_without_a_spectrum(exps):
 def test_diagnostics_figure_matches_summary_and_counts_divergences(root, exps):
     summary = _csv(root, CLF)
     rho_ax, clip_ax, proj_ax, div_ax = diagnostics_figure(exps[CLF]).axes[:4]
-    for ax, col in ((rho_ax, "rho"), (clip_ax, "r_clip"), (proj_ax, "r_proj")):
+    for ax, col in ((rho_ax, "output_scale_ratio"), (clip_ax, "r_clip"), (proj_ax, "r_proj")):
         for lab, line in _lines(ax).items():
             np.testing.assert_allclose(line.get_ydata(), _rows(summary, *LABELS[lab], "adam")[f"{col}_mean"])
     heights = {lab: [p.get_height() for p in bars] for bars, lab in zip(div_ax.containers, ["erm", "ar", "ar: l2"])}
@@ -233,7 +233,7 @@ def _md_table(md: str, title: str) -> pd.DataFrame:
 
 def _expected_p(runs: pd.DataFrame, summary: pd.DataFrame, metric: str) -> dict:
     """Paired t-test p per (method, ablation, n), pairing chosen-λ₀ runs with the erm run of their condition."""
-    chosen = runs.merge(summary[["method", "ablation", "optimizer", "fraction", "lambda0", "alpha"]])
+    chosen = runs.merge(summary[["method", "ablation", "optimizer", "fraction", "lambda0", "decay"]])
     base = runs[runs["method"] == "erm"].set_index("condition_id")[metric]
     out = {}
     for (method, ablation, n), g in chosen[chosen["method"] != "erm"].groupby(["method", "ablation", "n_train"]):

@@ -42,7 +42,7 @@ def test_differences_are_paired_over_seeds(sweep):
     base = runs[runs["method"] == "erm"].set_index("condition_id")["test_rmse"]
     for r in summary[summary["method"] != "erm"].itertuples():
         chosen = runs[(runs["method"] == r.method) & (runs["ablation"] == r.ablation) & (runs["fraction"] == r.fraction)
-                      & (runs["lambda0"] == r.lambda0) & (runs["alpha"] == r.alpha)]
+                      & (runs["lambda0"] == r.lambda0) & (runs["decay"] == r.decay)]
         d = chosen["test_rmse"].to_numpy() - base.loc[chosen["condition_id"]].to_numpy()
         assert r.test_rmse_diff_mean == pytest.approx(d.mean(), rel=1e-12, abs=1e-15)
         half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))

@@ -3,7 +3,7 @@
 ``results/<experiment>.csv`` has one row per run; ``<experiment>_summary.csv``
 has, per method × ablation × optimizer × fraction, the hyperparameters chosen on
 validation (mean over seeds), where each sits in its grid (``lambda0_at_edge``,
-``alpha_at_edge``, ``params_at_edge``; see :func:`edge_of`) and mean ± 95% CI over
+``decay_at_edge``, ``params_at_edge``; see :func:`edge_of`) and mean ± 95% CI over
 seeds of every metric. :func:`edge_warnings` turns the edge marks into one line each.
 """
 
@@ -18,12 +18,12 @@ from antireg.experiments.grid import RunSpec
 from antireg.experiments.storage import finished_metrics, read_outputs, write_results  # noqa: F401 - re-exported
 
 GROUP = ["method", "ablation", "optimizer", "fraction"]
-HYPER = ["lambda0", "alpha", "rule_params"]
-EDGES = ["lambda0_at_edge", "alpha_at_edge", "params_at_edge"]  # where each choice sits in its grid
+HYPER = ["lambda0", "decay", "rule_params"]
+EDGES = ["lambda0_at_edge", "decay_at_edge", "params_at_edge"]  # where each choice sits in its grid
 SUMMARY_METRICS = [
     "test_rmse", "test_mae", "test_r2", "val_rmse",
     "test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "val_ece",
-    "rho", "r_clip", "r_proj", "df_per_n", "lambda_n", "wall_s",
+    "output_scale_ratio", "r_clip", "r_proj", "df_per_n", "lambda_n", "wall_s",
 ]  # fmt: skip
 # λ₀ is chosen on validation: RMSE for regression, NLL (a proper scoring rule, rarely tied
 # on small validation sets, unlike accuracy) for classification; lower is better for both.
@@ -31,19 +31,19 @@ SELECT_BY = ("val_rmse", "val_nll")
 
 
 def collect(specs: list[RunSpec], experiments_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run of ``specs``, with ρ against its condition's baseline."""
+    """One row per finished run of ``specs``, with its output-scale ratio against its condition's baseline."""
     experiments_dir = Path(experiments_dir)
     dirs = [experiments_dir / s.run_id for s in specs]
     rows = [m for m in map(finished_metrics, dirs) if m is not None]
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    df["rho"] = _rho(df, experiments_dir)
+    df["output_scale_ratio"] = _output_scale_ratio(df, experiments_dir)
     return df
 
 
-def _rho(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
-    """ρ = ‖f(X_test)‖ / ‖f_base(X_test)‖ against the λ = 0 run of the same condition."""
+def _output_scale_ratio(df: pd.DataFrame, experiments_dir: Path) -> pd.Series:
+    """‖f(X_test)‖ / ‖f_base(X_test)‖ against the λ = 0 run of the same condition (ρ in docs/methods.md)."""
     base = df[df["method"] == "erm"].drop_duplicates("condition_id").set_index("condition_id")["run_id"]
     norms: dict[str, float] = {}
 
@@ -74,7 +74,7 @@ def _ci95(x: pd.Series) -> float:
 
 
 def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Per group, pick (λ₀, α) with the lowest mean ``select_by`` over seeds, then
+    """Per group, pick (λ₀, decay) with the lowest mean ``select_by`` over seeds, then
     report mean and 95% CI (Student t over seeds) of each metric for that pick."""
     metrics = [m for m in metrics if m in df.columns]
     select_by = select_by or next(c for c in SELECT_BY if c in df.columns)
@@ -82,13 +82,13 @@ def summarize(df: pd.DataFrame, select_by: str | None = None, metrics: list[str]
     rows, scores = [], {}
     for key, group in df.groupby(GROUP, sort=True):
         means = group.groupby(HYPER)[select_by].mean().fillna(np.inf)
-        lam0, alpha, rule_params = means.idxmin()
+        lam0, decay, rule_params = means.idxmin()
         scores[key] = means.min()
-        chosen = group[(group["lambda0"] == lam0) & (group["alpha"] == alpha) & (group["rule_params"] == rule_params)]
+        chosen = group[(group["lambda0"] == lam0) & (group["decay"] == decay) & (group["rule_params"] == rule_params)]
         row = dict(zip(GROUP, key))
         row.update(
             experiment=chosen["experiment"].iloc[0], dataset=chosen["dataset"].iloc[0],
-            n_train=int(chosen["n_train"].iloc[0]), lambda0=lam0, alpha=alpha, rule_params=rule_params,
+            n_train=int(chosen["n_train"].iloc[0]), lambda0=lam0, decay=decay, rule_params=rule_params,
             n_seeds=len(chosen), n_diverged=int(chosen["diverged"].sum()), **_edges(group, chosen),
         )  # fmt: skip
         for m in metrics:
@@ -164,7 +164,7 @@ def _edges(group: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, str]:
     runs), or λ₀ is in units of the bound (``lambda0_unit: bound``) with |λ₀| ≥ 1, past
     which the objective of a linear model is unbounded below (docs/experiments.md).
     """
-    lam0, alpha = float(chosen["lambda0"].iloc[0]), float(chosen["alpha"].iloc[0])
+    lam0, decay = float(chosen["lambda0"].iloc[0]), float(chosen["decay"].iloc[0])
     lam_edge = edge_of(abs(lam0), group["lambda0"].abs())
     if lam_edge == "high" and lam0 < 0:
         clamped = "clamped" in chosen and chosen["clamped"].eq(True).all()
@@ -185,13 +185,13 @@ def _edges(group: pd.DataFrame, chosen: pd.DataFrame) -> dict[str, str]:
             marks.append(f"{name}={mark}")
     return {
         "lambda0_at_edge": lam_edge,
-        "alpha_at_edge": edge_of(alpha, group["alpha"]),
+        "decay_at_edge": edge_of(decay, group["decay"]),
         "params_at_edge": ",".join(marks),
     }
 
 
 def edge_warnings(summary: pd.DataFrame) -> list[str]:
-    """One line per chosen λ₀, α or relative parameter at the edge of its grid, saying which
+    """One line per chosen λ₀, decay or relative parameter at the edge of its grid, saying which
     cell, which value and which config key to widen; ``"fixed"`` (one-value grids) and
     interior choices give no line. A λ₀ that reached the spectral bound (``"bound"``) or
     λ → 0 (``"zero"``) gets a line saying so instead: that end of the grid is legitimate."""
@@ -212,10 +212,10 @@ def edge_warnings(summary: pd.DataFrame) -> list[str]:
             )
         else:
             lines += _widen(cell, "|λ₀|", lam, "ar.lambda0", row.lambda0_at_edge)
-        if row.alpha_at_edge == "low" and row.alpha == 0:
-            lines.append(f"{cell}: α = 0 (no decay) is the smallest of its grid and the smallest allowed; nothing to widen")
+        if row.decay_at_edge == "low" and row.decay == 0:
+            lines.append(f"{cell}: decay = 0 (none) is the smallest of its grid and the smallest allowed; nothing to widen")
         else:
-            lines += _widen(cell, "α", f"{row.alpha:g}", "ar.alpha", row.alpha_at_edge)
+            lines += _widen(cell, "decay", f"{row.decay:g}", "ar.decay", row.decay_at_edge)
         values = _parse_params(row.rule_params)
         for mark in filter(None, str(row.params_at_edge).split(",")):
             name, edge = mark.split("=")

@@ -105,7 +105,7 @@ def spectrum(spec: RunSpec, model: torch.nn.Module, X_train: torch.Tensor) -> np
 
 def resolve_lambda(spec: RunSpec, eigs: np.ndarray | None) -> lam.ResolvedLambda:
     """The run's λ (:func:`antireg.lam.resolve`) from its spec and spectrum."""
-    return lam.resolve(spec.schedule, spec.lambda0, spec.n_train, unit=spec.lambda0_unit, decay=spec.alpha,
+    return lam.resolve(spec.schedule, spec.lambda0, spec.n_train, unit=spec.lambda0_unit, decay=spec.decay,
                        n0=spec.n0, kappa=spec.kappa, delta=spec.delta, eta=spec.spectral_eta, eigs=eigs)  # fmt: skip
 
 
@@ -214,7 +214,7 @@ def finish(run: Prepared, result: FitResult, wall_s: float) -> RunOutput:
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
-        lambda0=spec.lambda0, lambda0_unit=spec.lambda0_unit, alpha=spec.alpha,
+        lambda0=spec.lambda0, lambda0_unit=spec.lambda0_unit, decay=spec.decay,
         rule_params=format_params(spec.rule_params), **run.lam.columns(),
         r_clip=step.clip.rate if step.clip else 0.0,
         r_proj=step.trust_region.rate if step.trust_region else 0.0,

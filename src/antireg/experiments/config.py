@@ -15,6 +15,7 @@ import difflib
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -134,7 +135,7 @@ class SafeguardsCfg(_Strict):
 
 
 class ARCfg(_Strict):
-    """λ(n) for AR is −|λ₀|·u(n)·(n₀/n)^α (power_law); the ``l2`` ablation flips the sign.
+    """λ(n) for AR is −|λ₀|·u(n)·(n₀/n)^decay (power_law); the ``l2`` ablation flips the sign.
 
     ``lambda0_unit`` sets the unit u(n) of λ₀: ``absolute`` (u = 1) or ``bound``, the
     spectral bound of the run itself, u(n) = μ_min/n with μ_min the smallest nonzero
@@ -146,12 +147,25 @@ class ARCfg(_Strict):
     schedule: Literal["power_law", "constant", "dof_target"] = "power_law"
     lambda0: list[Annotated[float, Field(gt=0.0, le=BIG)]] = [0.01]
     lambda0_unit: Literal["absolute", "bound"] = "absolute"
-    alpha: list[Annotated[float, Field(ge=0.0, le=100.0)]] = [1.0]
+    decay: list[Annotated[float, Field(ge=0.0, le=100.0)]] = [1.0]  # exponents of (n₀/n); was ``alpha``
     n0: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     center: Literal["zero", "init"] = "zero"
     delta: Annotated[float, Field(gt=-1.0, le=BIG)] = 0.1
     kappa: Annotated[float, Field(gt=0.0, le=BIG)] | None = None
     ntk: bool = False  # MLPs: take the spectrum (clamp, df/n, dof_target) from the NTK at θ₀
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_alpha_key(cls, data: Any) -> Any:
+        """``ar.alpha``, the decay exponent's old name (also the ridge α's and optimizers'),
+        is read as ``ar.decay``, with a one-line deprecation warning."""
+        if isinstance(data, dict) and "alpha" in data:
+            if "decay" in data:
+                raise ValueError("give ar.decay only: ar.alpha is its old name")
+            warnings.warn("config key ar.alpha is deprecated: rename it ar.decay (the decay exponent of λ(n))",
+                          FutureWarning, stacklevel=2)
+            data = {("decay" if k == "alpha" else k): v for k, v in data.items()}
+        return data
 
 
 class EvaluationCfg(_Strict):

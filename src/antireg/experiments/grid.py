@@ -15,8 +15,9 @@ import json
 import math
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from antireg import lam
 from antireg.errors import ConfigError
 from antireg.optimizers import AnyOptimizerCfg, LearnedCfg
 from antireg.experiments.config import (
@@ -49,7 +50,7 @@ class RunSpec(BaseModel):
     ablation: str
     schedule: Literal["zero", "power_law", "constant", "dof_target"]
     lambda0: float
-    alpha: float
+    decay: float = Field(serialization_alias="alpha")  # hashed under its old name: run ids keep
     n0: int
     center: Literal["zero", "init"]
     delta: float
@@ -66,7 +67,7 @@ class RunSpec(BaseModel):
 
     def _digest(self, fields: set[str] | None = None) -> str:
         at_default = {f for f in LATER_FIELDS if getattr(self, f) == type(self).model_fields[f].default}
-        blob = json.dumps(self.model_dump(mode="json", include=fields, exclude=at_default), sort_keys=True)
+        blob = json.dumps(self.model_dump(mode="json", include=fields, exclude=at_default, by_alias=True), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
@@ -99,7 +100,7 @@ def n_runs(cfg: ExperimentCfg) -> int:
     def ar(ablation: str) -> int:
         schedule = "constant" if ablation == "constant_lambda" else cfg.ar.schedule
         lambdas = 1 if schedule == "dof_target" else len(cfg.ar.lambda0)
-        return lambdas * (1 if schedule in ("constant", "dof_target") else len(cfg.ar.alpha))
+        return lambdas * (1 if schedule in ("constant", "dof_target") else len(cfg.ar.decay))
 
     relatives = sum(math.prod(len(v) for v in grid.values()) for grid in cfg.relatives.values())
     per_condition = int(cfg.add_baseline_zero) + sum(map(ar, cfg.ablations))
@@ -108,11 +109,11 @@ def n_runs(cfg: ExperimentCfg) -> int:
 
 
 def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
-    """The full grid: seeds × fractions × optimizers × (baseline, ablations × λ₀ × α)."""
+    """The full grid: seeds × fractions × optimizers × (baseline, ablations × λ₀ × decay)."""
     from antireg.data import n_train_for
 
     if (count := n_runs(cfg)) > MAX_RUNS:
-        raise ConfigError(f"the grid has {count} runs, more than {MAX_RUNS}: use fewer seeds, fractions, λ₀, α or "
+        raise ConfigError(f"the grid has {count} runs, more than {MAX_RUNS}: use fewer seeds, fractions, λ₀, decays or "
                           "relatives' values, or split the sweep into several configs")
 
     sizes = {f: n_train_for(n_total, f, cfg.split.val_frac, cfg.split.test_frac) for f in cfg.fractions}
@@ -144,7 +145,7 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
                 )  # fmt: skip
                 if cfg.add_baseline_zero:
                     specs.append(RunSpec(
-                        **common, method="erm", ablation="none", schedule="zero", lambda0=0.0, alpha=0.0,
+                        **common, method="erm", ablation="none", schedule="zero", lambda0=0.0, decay=0.0,
                         grad_clip=None, trust_radius=None, trust_factor=None, spectral_eta=None,
                     ))  # fmt: skip
                 for ablation in cfg.ablations:
@@ -152,7 +153,7 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
                 for rule, grid in cfg.relatives.items():
                     for params in _product(grid):
                         specs.append(RunSpec(
-                            **common, method=rule, ablation="none", schedule="zero", lambda0=0.0, alpha=0.0,
+                            **common, method=rule, ablation="none", schedule="zero", lambda0=0.0, decay=0.0,
                             grad_clip=None, trust_radius=None, trust_factor=None, spectral_eta=None,
                             rule=rule, rule_params=params,
                         ))  # fmt: skip
@@ -171,13 +172,13 @@ def _product(grid: dict[str, list]) -> list[dict[str, Any]]:
 
 def _ar_runs(cfg: ExperimentCfg, common: dict, ablation: str, sg) -> list[RunSpec]:
     schedule = "constant" if ablation == "constant_lambda" else cfg.ar.schedule
-    sign = 1.0 if ablation == "l2" else -1.0
     lambdas = [0.0] if schedule == "dof_target" else cfg.ar.lambda0
-    alphas = [0.0] if schedule in ("constant", "dof_target") else cfg.ar.alpha
+    decays = [0.0] if schedule in ("constant", "dof_target") else cfg.ar.decay
     off = SAFEGUARDS_OFF.get(ablation, frozenset())
     return [
         RunSpec(
-            **common, method="ar", ablation=ablation, schedule=schedule, lambda0=sign * lam0, alpha=alpha,
+            **common, method="ar", ablation=ablation, schedule=schedule, lambda0=lam.signed(lam0, ablation == "l2"),
+            decay=decay,
             lambda0_unit=cfg.ar.lambda0_unit,
             grad_clip=None if "grad_clip" in off else sg.grad_clip,
             trust_radius=None if "trust_region" in off else sg.trust_radius,
@@ -185,7 +186,7 @@ def _ar_runs(cfg: ExperimentCfg, common: dict, ablation: str, sg) -> list[RunSpe
             spectral_eta=None if "spectral_clamp" in off else sg.spectral_eta,
         )  # fmt: skip
         for lam0 in lambdas
-        for alpha in alphas
+        for decay in decays
     ]
 
 

@@ -63,7 +63,9 @@ DIAGNOSTICS = ("lambda_n", "lambda_requested", "clamped", "lambda_bound", "df_pe
 # metrics.json without them is not a finished run (tampered, truncated by hand, foreign).
 _STRINGS = ("experiment", "dataset", "method", "ablation", "optimizer", "rule_params", "run_id", "condition_id")
 _INTS = ("seed", "n_train", "steps")
-_NUMBERS = ("fraction", "lambda0", "alpha", "lambda_n", "r_clip", "r_proj", "wall_s")
+_NUMBERS = ("fraction", "lambda0", "decay", "lambda_n", "r_clip", "r_proj", "wall_s")
+# metrics renamed since runs were first written (old → new): a resumed sweep reads its old runs
+RENAMED_METRICS = {"alpha": "decay"}
 TMP_PREFIX, LOCK_PREFIX = ".tmp-", ".lock-"
 # a run directory being written: .tmp-<run id>@<host>@<pid>-<random>, so that the
 # directories of killed writers can be told from those of live ones (remove_stale)
@@ -346,7 +348,11 @@ def remove_stale(experiments_dir: str | Path) -> int:
 
 
 def read_metrics(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+    """A run's metrics, under their current names (:data:`RENAMED_METRICS`)."""
+    metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text())
+    if isinstance(metrics, dict):
+        metrics = {RENAMED_METRICS.get(k, k) if RENAMED_METRICS.get(k) not in metrics else k: v for k, v in metrics.items()}
+    return metrics
 
 
 def read_config(run_dir: str | Path) -> dict:

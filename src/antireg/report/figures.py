@@ -20,7 +20,7 @@ from antireg.report.results import BASELINE, Experiment, ReportError, chosen_run
 BAND_ALPHA = 0.12
 BOUND_LABEL = "safe bound (clamped runs)"
 DIAGNOSTICS = [
-    ("rho", "ρ = ‖f‖ / ‖f_base‖"), ("r_clip", "r_clip (clipped steps)"), ("r_proj", "r_proj (projected steps)"),
+    ("output_scale_ratio", "ρ = ‖f‖ / ‖f_base‖"), ("r_clip", "r_clip (clipped steps)"), ("r_proj", "r_proj (projected steps)"),
 ]  # fmt: skip
 
 

@@ -96,12 +96,13 @@ def chosen_runs(exp: Experiment) -> pd.DataFrame:
 
 # What the report reads from a sweep's CSVs, and which of it must be numeric: anything
 # else (a foreign, truncated or hand-edited file) is refused with one ReportError.
-RUN_COLUMNS = ["experiment", "dataset", *GROUP, "seed", "n_train", "lambda0", "alpha", "run_id", "condition_id",
-               "lambda_n", "clamped", "df_per_n", "rho", "r_clip", "r_proj", "diverged"]
-SUMMARY_COLUMNS = ["experiment", "dataset", *GROUP, "n_train", "lambda0", "alpha", "n_seeds", "n_diverged",
-                   *(f"{m}_{s}" for m in ("lambda_n", "df_per_n", "rho", "r_clip", "r_proj") for s in ("mean", "ci95"))]
-_NUMERIC = ("fraction", "seed", "n_train", "lambda0", "alpha", "n_seeds", "n_diverged", "lambda_n", "df_per_n", "rho",
-            "r_clip", "r_proj")
+RUN_COLUMNS = ["experiment", "dataset", *GROUP, "seed", "n_train", "lambda0", "decay", "run_id", "condition_id",
+               "lambda_n", "clamped", "df_per_n", "output_scale_ratio", "r_clip", "r_proj", "diverged"]
+SUMMARY_COLUMNS = ["experiment", "dataset", *GROUP, "n_train", "lambda0", "decay", "n_seeds", "n_diverged",
+                   *(f"{m}_{s}" for m in ("lambda_n", "df_per_n", "output_scale_ratio", "r_clip", "r_proj")
+                     for s in ("mean", "ci95"))]
+_NUMERIC = ("fraction", "seed", "n_train", "lambda0", "decay", "n_seeds", "n_diverged", "lambda_n", "df_per_n",
+            "output_scale_ratio", "r_clip", "r_proj")
 _FLAGS = ("clamped", "diverged")
 
 

@@ -145,7 +145,7 @@ def hyper_table(exp: Experiment, optimizer: str) -> Table:
     for lab, g in s.groupby("label", sort=False):
         g = g.set_index("fraction")
         table.rows.append([lab] + [
-            f"{g.at[f, 'lambda0']:g} / {g.at[f, 'alpha']:g} ({g.at[f, 'n_diverged']}/{g.at[f, 'n_seeds']})"
+            f"{g.at[f, 'lambda0']:g} / {g.at[f, 'decay']:g} ({g.at[f, 'n_diverged']}/{g.at[f, 'n_seeds']})"
             if f in g.index else "–" for f in fracs
         ])  # fmt: skip
     return table

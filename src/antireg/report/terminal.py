@@ -43,8 +43,8 @@ def _chosen(row) -> str:
     parts = []
     if row.lambda0 != 0:
         parts.append(f"λ₀={row.lambda0:g}" + ("*" if edge["lambda0_at_edge"] in ("low", "high") else ""))
-        if edge["alpha_at_edge"] not in ("fixed", ""):
-            parts.append(f"α={row.alpha:g}" + ("*" if edge["alpha_at_edge"] in ("low", "high") else ""))
+        if edge["decay_at_edge"] not in ("fixed", ""):
+            parts.append(f"decay={row.decay:g}" + ("*" if edge["decay_at_edge"] in ("low", "high") else ""))
     if row.rule_params not in ("-", "") and isinstance(row.rule_params, str):
         marked = dict(m.split("=") for m in edge["params_at_edge"].split(",") if "=" in m)
         for kv in row.rule_params.split(","):
