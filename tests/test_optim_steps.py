@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from antireg.optim import ASAM, GSAM, SAM, AntiReg
+from antireg.optim import ASAM, GAM, GSAM, SAM, AntiReg
 from antireg.schedules import power_law
 
 X = torch.randn(32, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -50,6 +50,38 @@ def test_first_and_second_step_equal_step_closure(cls, kw):
         o2.second_step(zero_grad=True)
     assert _max_diff(m1, m2) == 0.0
     assert _max_diff(m1, _model()) > 1e-3  # it trained
+
+
+def test_gam_first_and_second_step_equal_step_closure():
+    m1, m2 = _model(), _model()
+    o1 = GAM(m1.parameters(), torch.optim.SGD, rho=0.05, alpha=0.3, lr=0.1, momentum=0.9)
+    o2 = GAM(m2.parameters(), torch.optim.SGD, rho=0.05, alpha=0.3, lr=0.1, momentum=0.9)
+
+    def closure(create_graph=False):
+        o1.zero_grad()
+        loss = _loss(m1)
+        loss.backward(create_graph=create_graph)
+        return loss
+
+    for _ in range(4):
+        o1.step(closure)
+        _loss(m2).backward(create_graph=True)
+        o2.first_step(zero_grad=True)
+        _loss(m2).backward(create_graph=True)
+        o2.second_step(zero_grad=True)
+    assert _max_diff(m1, m2) == 0.0
+    assert _max_diff(m1, _model()) > 1e-3
+
+
+def test_gam_hand_loop_clear_errors():
+    m = _model()
+    opt = GAM(m.parameters(), torch.optim.SGD, rho=0.05, alpha=0.3, lr=0.1)
+    _loss(m).backward()  # no create_graph: no Hessian-vector product to take
+    with pytest.raises(ValueError, match="create_graph=True"):
+        opt.first_step()
+    with_sam = GAM(m.parameters(), torch.optim.SGD, rho=0.05, alpha=0.3, beta=1.0, lr=0.1)
+    with pytest.raises(ValueError, match="third pass"):
+        with_sam.first_step()
 
 
 def test_sam_first_step_is_the_papers_ascent():

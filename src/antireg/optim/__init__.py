@@ -135,16 +135,26 @@ class ClosureBatch:
         _refuse_distributed_double_backprop()
         _check_create_graph(self.closure)
         with warnings.catch_warnings():
-            # backward(create_graph=True) links p.grad and p in a cycle: broken below (p.grad = None)
+            # backward(create_graph=True) links p.grad and p in a cycle: _grads_and_hvp breaks it
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
             loss = self._evaluate(create_graph=True)
-        g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]  # S·∇L, differentiable
-        for p in self.params:
-            p.grad = None
-        vec = v if v is not None else [gi.detach() / self.loss_scale for gi in g]
-        with torch.enable_grad():
-            hvp = grad_of(dot(g, vec), self.params)  # S·H v
-        return self._true_sizes(loss, [gi.detach() for gi in g], hvp)
+        return self._true_sizes(loss, *_grads_and_hvp(self.params, self.loss_scale, v))
+
+
+def _grads_and_hvp(params: list[torch.Tensor], scale: float = 1.0, v: Grads | None = None) -> tuple[Grads, Grads]:
+    """(S·∇L, S·H v) from the differentiable S·∇L that ``backward(create_graph=True)`` left in
+    ``p.grad`` (S: the loss scale; ``v=None`` means v = ∇L), by H v = ∇⟨∇L, sg(v)⟩; then
+    ``p.grad = None``, which frees the graph and breaks the cycle p → p.grad → graph → p."""
+    if not any(p.grad is not None and p.grad.requires_grad for p in params):
+        raise ValueError("this rule needs Hessian-vector products: the gradients must come from "
+                         "loss.backward(create_graph=True)")
+    g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    for p in params:
+        p.grad = None
+    vec = v if v is not None else [gi.detach() / scale for gi in g]
+    with torch.enable_grad():
+        hvp = grad_of(dot(g, vec), params)
+    return [gi.detach() for gi in g], hvp
 
 
 def _check_create_graph(closure: TorchClosure) -> None:
@@ -278,17 +288,21 @@ class _TwoSteps(RuleOptimizer):
     the loop prevents it, and there is no GradScaler path: use ``step(closure, scaler)`` for AMP.
     """
 
-    _pending: tuple[list[torch.Tensor], Grads] | None = None
+    _pending: tuple[list[torch.Tensor], Any] | None = None
+
+    def _read(self, params: list[torch.Tensor]) -> Any:
+        """What the rule takes from one pass: g (a copy; p.grad stays as it is)."""
+        return _grads(params)
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
         params = self._params()
-        g = _grads(params)
+        first = self._read(params)
         view = SimpleNamespace(params=params, names=self._names_of(params))
-        eps = self.rule.epsilon(view, g)
+        eps = self.rule.epsilon(view, first)
         saved = [p.detach().clone() for p in params]
         torch._foreach_add_(params, eps)
-        self._pending = (saved, g)
+        self._pending = (saved, first)
         if zero_grad:
             self.zero_grad()
 
@@ -296,11 +310,11 @@ class _TwoSteps(RuleOptimizer):
     def second_step(self, zero_grad: bool = False) -> None:
         if self._pending is None:
             raise RuntimeError(f"{type(self).__name__}.second_step() needs first_step() before it")
-        (saved, g), self._pending = self._pending, None
+        (saved, first), self._pending = self._pending, None
         params = self._params()
-        g_p = _grads(params)
+        second = self._read(params)
         torch._foreach_copy_(params, saved)  # θ exactly as before first_step
-        self._apply(params, self.rule.combine(g, g_p))
+        self._apply(params, self.rule.combine(first, second))
         if zero_grad:
             self.zero_grad()
 
@@ -349,14 +363,29 @@ class IGR(RuleOptimizer):
         super().__init__(params, base_optimizer, gr.IGR(h, mode, eps), **kw)
 
 
-class GAM(RuleOptimizer):
+class GAM(_TwoSteps):
     """GAM (Zhang et al. 2023, arXiv:2303.03108), rule :class:`antireg.rules.GAM`:
     update g + α ρ ∇‖∇L‖(θ + ρ f/‖f‖), f = ∇‖∇L(θ)‖ (+ β·SAM's term). Two passes of
-    ``closure(create_graph=True)`` a step (a third, plain, when ``beta`` ≠ 0); not under DDP."""
+    ``closure(create_graph=True)`` a step (a third, plain, when ``beta`` ≠ 0); not under DDP.
+    With ``beta=0``, the hand-written form takes ``backward(create_graph=True)`` twice::
+
+        loss_fn(model(x), y).backward(create_graph=True); opt.first_step(zero_grad=True)
+        loss_fn(model(x), y).backward(create_graph=True); opt.second_step(zero_grad=True)
+    """
 
     def __init__(self, params: Iterable, base_optimizer: type, rho: float, alpha: float, rho_sam: float = 0.05,
                  beta: float = 0.0, **kw: Any) -> None:
         super().__init__(params, base_optimizer, gam.GAM(rho, alpha, rho_sam, beta), **kw)
+
+    def _read(self, params: list[torch.Tensor]) -> tuple[Grads, Grads]:
+        """(g, Hg) from the differentiable gradients in p.grad (then set to None)."""
+        _refuse_distributed_double_backprop()
+        return _grads_and_hvp(params)
+
+    def first_step(self, zero_grad: bool = False) -> None:
+        if self.rule.beta != 0:
+            raise ValueError("GAM with beta != 0 takes a third pass: use step(closure)")
+        super().first_step(zero_grad)
 
 
 class AntiReg(RuleOptimizer):

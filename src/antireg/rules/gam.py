@@ -43,12 +43,20 @@ class GAM(Rule):
         self.rho_sam = float(rho_sam)
         self.beta = float(beta)
 
+    def epsilon(self, batch: Batch, first: tuple[Grads, Grads]) -> Grads:
+        """The ascent θᵃᵈᵛ − θ = ρ f/‖f‖ from (g, Hg) at θ: f/‖f‖ = Hg/‖Hg‖, the 1/‖g‖ in f cancels."""
+        return scaled_to(self.rho, first[1])
+
+    def combine(self, first: tuple[Grads, Grads], second: tuple[Grads, Grads]) -> Grads:
+        """g + α ∇R¹_ρ from (g, Hg) at θ and (g, Hg) at θᵃᵈᵛ."""
+        (g, _), (g_adv, hg_adv) = first, second
+        return add(g, hg_adv, alpha=self.alpha * self.rho / (float(global_norm(g_adv)) + NORM_EPS))
+
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
         loss, g, hg = batch.grad_hvp()
-        # f/‖f‖ = Hg/‖Hg‖: the 1/‖g‖ in f cancels in the direction.
-        with perturbed(batch.params, scaled_to(self.rho, hg)):
+        with perturbed(batch.params, self.epsilon(batch, (g, hg))):
             _, g_adv, hg_adv = batch.grad_hvp()
-        update = add(g, hg_adv, alpha=self.alpha * self.rho / (float(global_norm(g_adv)) + NORM_EPS))
+        update = self.combine((g, hg), (g_adv, hg_adv))
         if self.beta != 0:
             with perturbed(batch.params, scaled_to(self.rho_sam, g)):
                 _, g_sam = batch.grad()
