@@ -34,7 +34,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from antireg.models import make_model
 from antireg.penalty import ProximityPenalty
@@ -69,6 +68,7 @@ WRAPPERS = {
     "optim.AntiReg": ("AntiReg", {"lam": -1e-3, "max_norm": 1.0, "radius_factor": 1.0}, 1.05),
 }
 AR_MEMORY_TARGET = 1.10  # optim.AntiReg's peak memory / the plain loop's
+FGR_TARGET = 0.8  # F-GR's step / double backprop's, on the large MLP
 
 
 def build(size: str, method: str) -> Callable[[], object]:
@@ -196,10 +196,13 @@ def main() -> None:
             verdicts.append(worst <= target)
             row += f"{'≤' + str(target):>8} {'ok' if worst <= target else 'MISSED'}"
         print(row)
-    for size in SIZES:
+    for size in SIZES:  # the target is the large MLP's (issue 13); the small one is shown beside it
         ratio = times[size]["gr_fd_forward"] / times[size]["gr_db"]
-        verdicts.append(ratio <= 0.8)
-        print(f"F-GR/db ({size}): {ratio:.2f}  target ≤0.8 {'ok' if ratio <= 0.8 else 'MISSED'}")
+        verdict = ""
+        if size == "large":
+            verdicts.append(ratio <= FGR_TARGET)
+            verdict = f"  target ≤{FGR_TARGET} {'ok' if ratio <= FGR_TARGET else 'MISSED'}"
+        print(f"F-GR/db ({size}): {ratio:.2f}{verdict}")
     print("antireg.optim wrappers / the plain torch loop (zero_grad, backward, SGD step):")
     for m, (_, _, target) in WRAPPERS.items():
         ratios = [times[size][m] / times[size]["torch"] for size in SIZES]
