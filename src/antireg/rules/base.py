@@ -67,9 +67,9 @@ def perturbed(params: Sequence[torch.Tensor], delta: Sequence[torch.Tensor]) -> 
     storage after it: one pass over θ instead of a saved copy, an in-place add and a
     copy back (what a large model's step pays for)."""
     params = list(params)
-    with torch.no_grad():
-        shifted = torch._foreach_add([p.detach() for p in params], list(delta))
     own = [p.data for p in params]
+    with torch.no_grad():
+        shifted = torch._foreach_add(own, list(delta))
     for p, s in zip(params, shifted):
         p.data = s
     try:
