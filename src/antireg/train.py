@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from antireg.step import TrainStep
+from antireg.step import StepInfo, TrainStep
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -77,8 +77,8 @@ class Stepper(Protocol):
     ``n`` training points per model, their ``device``, and which models measure their
     gradient norm (``clipping``: the others report NaN by design). A call takes each
     model's batch indices, (M, b), or None for the full batch, makes one step of each,
-    and returns (4, M): the loss at θ, the gradient norm the clip saw, and whether the
-    clip and the projection fired.
+    and returns its record and whether every model has now had a bad step (a stepper
+    that would have to wait for the device to know answers False).
     """
 
     n_models: int
@@ -86,7 +86,11 @@ class Stepper(Protocol):
     device: torch.device
     clipping: np.ndarray
 
-    def __call__(self, idx: torch.Tensor | None) -> torch.Tensor: ...
+    def __call__(self, idx: torch.Tensor | None) -> tuple[Any, bool]: ...
+
+    def epoch_log(self, records: list) -> np.ndarray:
+        """(4, M, steps) in double precision from an epoch's records: the loss at θ, the
+        gradient norm the clip saw, and whether the clip and the projection fired."""
 
     def val_losses(self) -> torch.Tensor:
         """(M,) mean validation loss of each model."""
@@ -123,10 +127,15 @@ class ModelStepper:
         self.best = copy.deepcopy(model.state_dict())
         model.train()
 
-    def __call__(self, idx: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor | None) -> tuple[StepInfo, bool]:
         xb, yb = (self.X, self.y) if idx is None else (self.X[idx[0]], self.y[idx[0]])
         info = self.step(lambda: self.loss_fn(self.model(xb), yb))
-        return torch.tensor([[info.loss], [info.grad_norm], [info.clipped], [info.projected]], dtype=torch.float64)
+        # grad_norm is NaN by design when clipping is off, so only trust it when measured
+        bad = not math.isfinite(info.loss) or (self.clipping[0] and not math.isfinite(info.grad_norm))
+        return info, bad
+
+    def epoch_log(self, records: list[StepInfo]) -> np.ndarray:
+        return np.array([[r.loss, r.grad_norm, r.clipped, r.projected] for r in records], dtype=float).T[:, None]
 
     def val_losses(self) -> torch.Tensor:
         return torch.tensor([mean_loss(self.model, self.loss_fn, *self.val)], dtype=torch.float64)
@@ -186,7 +195,8 @@ def fit_stepper(
     loss, ``"last"`` at its final parameters. A non-finite loss, measured gradient norm
     or parameter stops a model and marks it diverged (with reason and step); the others
     go on. The bookkeeping is array arithmetic over the M models; one model stops at its
-    bad step at once, stacked ones run the epoch out and their logs say where each stopped.
+    bad step at once, stacked ones run the epoch out and their logs say where each stopped
+    (knowing at once would cost a host sync per step on a GPU).
     """
     M = stepper.n_models
     bs = stepper.n if batch_size is None else min(batch_size, stepper.n)
@@ -203,14 +213,14 @@ def fit_stepper(
         for idx in _batches(stepper, bs, generators, replacement):
             if max_steps is not None and taken >= max_steps:
                 break
-            log.append(stepper(idx))
+            record, all_bad = stepper(idx)
+            log.append(record)
             taken += 1
-            if M == 1 and _bad(log[-1][:2, :, None].numpy(), stepper.clipping).any():
-                break  # its step has synced already: stop it before another step counts
+            if all_bad:  # no model goes on: stop before another step counts
+                break
         if not log:
             break
-        # one transfer per epoch: (4, M, steps) of loss, gradient norm, clipped, projected
-        loss, norm, clipped, projected = torch.stack(log, dim=2).double().cpu().numpy()
+        loss, norm, clipped, projected = stepper.epoch_log(log)
         val_loss = stepper.val_losses().double().cpu().numpy()
         finite = stepper.finite().cpu().numpy()
         bad = _bad(np.stack([loss, norm]), stepper.clipping)

@@ -299,9 +299,12 @@ class StackedStepper:
         self.rows = torch.arange(self.n_models, device=self.device)[:, None]
         self.best = self.stacked.flat.detach().clone()
 
-    def __call__(self, idx: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
         xb, yb = (self.X, self.y) if idx is None else (self.X[self.rows, idx], self.y[self.rows, idx])
-        return torch.stack([v.to(self.X.dtype) for v in self.stacked(xb, yb)])
+        return torch.stack([v.to(self.X.dtype) for v in self.stacked(xb, yb)]), False
+
+    def epoch_log(self, records: list[torch.Tensor]) -> np.ndarray:
+        return torch.stack(records, dim=2).double().cpu().numpy()  # one transfer per epoch
 
     def val_losses(self) -> torch.Tensor:
         return self.stacked.val_losses(self.X_val, self.y_val)
