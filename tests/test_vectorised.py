@@ -234,8 +234,8 @@ def test_stacked_fit_follows_the_same_protocol_options():
             model = make_model("mlp", 3, width=8, depth=1).double()
             flatten_parameters(model)
             p = list(model.parameters())
-            step = TrainStep(model, torch.optim.SGD(p, lr=0.05), penalty=ProximityPenalty(p, lam, "init") if lam else None,
-                             clip=GradClip(p, 0.5) if i else None)
+            step = TrainStep(model, torch.optim.SGD(p, lr=0.05), clip=GradClip(p, 0.5) if i else None,
+                             penalty=ProximityPenalty(p, lam, "init") if lam else None)
             out.append((model, step))
         return out
 

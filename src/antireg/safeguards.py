@@ -75,7 +75,10 @@ def block_norms(rows: torch.Tensor, blocks: Sequence[int]) -> torch.Tensor:
 
 
 def per_model(
-    values: float | Sequence[float], like: torch.Tensor, blocks: Sequence[int] | None, dtype: torch.dtype = torch.float64
+    values: float | Sequence[float],
+    like: torch.Tensor,
+    blocks: Sequence[int] | None,
+    dtype: torch.dtype = torch.float64,
 ) -> float | torch.Tensor:
     """A per-model setting: the Python float of a single model, or (M, 1) for stacked
     ones (broadcasting against their (M, P) rows), by default in double precision, as
@@ -214,7 +217,8 @@ class TrustRegion(_Counted):
         if self._flat is None:
             return self._project_per_tensor()
         # one row per model: a single model's flat buffer is a stack of one
-        rows, ref = (self._data[0], self._ref[0]) if self.blocks is not None else (self._flat[None], self._flat_ref[None])
+        stacked = self.blocks is not None
+        rows, ref = (self._data[0], self._ref[0]) if stacked else (self._flat[None], self._flat_ref[None])
         diff = rows - ref
         dist = torch.linalg.vector_norm(diff, dim=1, keepdim=True)
         fired = dist.double() > self.radius

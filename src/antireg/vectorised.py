@@ -228,7 +228,9 @@ class StackedStep:
             if hasattr(rule, "bind"):  # GSAM's ρ schedule follows the (shared) learning rate
                 rule.bind(self.optimizer)
 
-    def _rule_directions(self, xb: torch.Tensor, yb: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def _rule_directions(
+        self, xb: torch.Tensor, yb: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor
+    ) -> torch.Tensor:
         """(M, P): each model's update direction from its own rule, the rules' arithmetic
         model by model. Flooding reshapes g (its rule reads this pass as its batch's);
         SAM-type rules take ε̂ from g, one batched pass at θ + ε̂ (ε̂ = 0 for the other
@@ -249,7 +251,9 @@ class StackedStep:
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """rule → penalty → clip → optimizer.step() → projection, as TrainStep orders them."""
         loss, grad = self.loss_grad(xb, yb)
-        self.flat.grad = self._rule_directions(xb, yb, loss, grad) if self.one_pass or self.sharpness_aware else grad
+        if self.one_pass or self.sharpness_aware:
+            grad = self._rule_directions(xb, yb, loss, grad)
+        self.flat.grad = grad
         if self.penalty is not None:
             self.penalty()
         none = torch.zeros(len(loss), dtype=torch.bool, device=loss.device)
