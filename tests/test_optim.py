@@ -322,6 +322,22 @@ def test_antireg_equals_trainstep_and_hand_computed():
         torch.testing.assert_close(pa, n_, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:AntiReg. no spectrum")
+@pytest.mark.parametrize("flat", [False, True])
+def test_antireg_keeps_one_copy_of_theta0(flat):
+    """The penalty centre and the trust-region reference are the same memory (one θ₀)."""
+    from antireg.models import make_model
+
+    model = make_model("mlp", 3, 2, width=8, depth=1) if flat else mlp()  # one flat buffer, or tensors apart
+    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, radius=0.05, lr=0.5)
+    assert [t.data_ptr() for t in opt.penalty.center] == [t.data_ptr() for t in opt.trust_region.ref]
+    if flat:
+        from antireg.safeguards import flat_view
+
+        assert flat_view(list(model.parameters())) is not None and flat_view(opt.penalty.center) is not None
+    assert all(c.data_ptr() != p.data_ptr() for c, p in zip(opt.penalty.center, model.parameters()))
+
+
 def test_antireg_spectral_clamp():
     model = mlp()
     eigs = torch.tensor([2.0, 5.0]).numpy()

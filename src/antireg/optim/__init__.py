@@ -17,7 +17,8 @@ their closure passes that flag on::
         loss = loss_fn(model(x), y)
         loss.backward(create_graph=create_graph)
         return loss
- Gradients come from ``backward()``, so under
+
+Gradients come from ``backward()``, so under
 ``DistributedDataParallel`` every pass is all-reduced. The rule's arithmetic is
 the one in :mod:`antireg.rules` (the same objects ``TrainStep`` runs); only the way
 a gradient is obtained differs (:class:`ClosureBatch`).
@@ -41,8 +42,7 @@ from antireg.schedules import Schedule
 from antireg.spectral import ETA
 from antireg.step import load_safeguard_state, safeguard_state
 
-from antireg.rules import gam, gr, sam
-from antireg.rules import base
+from antireg.rules import base, gam, gr, sam
 from antireg.rules.base import Grads, Rule, dot, frozen_stats, grad_of
 
 TorchClosure = Callable[..., torch.Tensor]
