@@ -237,3 +237,25 @@ def test_stacked_stages_round_as_each_models_own_stages():
         torch.testing.assert_close(flat.grad[i], torch.cat([p.grad.flatten() for p in params]), rtol=0, atol=0)
         torch.testing.assert_close(flat[i].detach(), torch.cat([p.detach().flatten() for p in params]), rtol=0, atol=0)
     assert clipped.tolist() == [True, False, False] and projected.tolist() == [True, False, False]
+
+
+def test_each_stage_saves_and_restores_what_training_changes():
+    from antireg.penalty import ProximityPenalty
+
+    params = _params(4)
+    for p in params:
+        p.grad = torch.randn_like(p) * 10
+    clip, tr, pen = GradClip(params, 1.0), TrustRegion(params, radius=0.1), ProximityPenalty(params, -0.1, "init")
+    clip()
+    with torch.no_grad():
+        params[0].add_(1.0)
+    tr()
+    fresh = _params(5)  # another θ₀: θ_ref, θ_c and R must come from the saved state
+    clip2, tr2, pen2 = GradClip(fresh, 1.0), TrustRegion(fresh, radius=7.0), ProximityPenalty(fresh, -0.1, "init")
+    for old, new in ((clip, clip2), (tr, tr2), (pen, pen2)):
+        new.load_state_dict(old.state_dict())
+    assert (clip2.steps, clip2.events, clip2.last_norm) == (1, 1, clip.last_norm)
+    assert (tr2.steps, tr2.events, tr2.radius) == (1, 1, 0.1)
+    for a, b, c, d in zip(tr.ref, tr2.ref, pen.center, pen2.center):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(c, d, rtol=0, atol=0)
