@@ -51,7 +51,7 @@ GRID = {
     "seeds": list(range(8)),
     "model": {"kind": "mlp", "width": 64, "depth": 2, "activation": "relu"},
     "optimizers": {"sgd": {"lr": 0.1, "momentum": 0.9}},
-    "ar": {"lambda0": [0.001, 0.003, 0.01, 0.03, 0.1], "alpha": [1.0]},
+    "ar": {"lambda0": [0.001, 0.003, 0.01, 0.03, 0.1], "decay": [1.0]},
     "ablations": ["none"],
     "add_baseline_zero": False,
 }

@@ -43,7 +43,7 @@ CLS = {
     "model": {"kind": "mlp", "width": 16, "depth": 1},
     "optimizers": {"adam": {"lr": 0.01}},
     "training": {"epochs": 6, "batch_size": 64},
-    "ar": {"lambda0": [0.01, 10.0], "alpha": [0.5], "center": "init", "ntk": True},  # λ₀ = 10 is clamped
+    "ar": {"lambda0": [0.01, 10.0], "decay": [0.5], "center": "init", "ntk": True},  # λ₀ = 10 is clamped
     "safeguards": {"grad_clip": 1.0, "trust_factor": 0.3},
     "ablations": ["none"],
 }
