@@ -86,8 +86,8 @@ def grad_of(objective: torch.Tensor, params: Sequence[torch.Tensor], create_grap
 
 
 def dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
-    """⟨x, y⟩ summed over all tensors."""
-    return torch.stack([(x * y).sum() for x, y in zip(xs, ys)]).sum()
+    """⟨x, y⟩ summed over all tensors (the products as one foreach op, then each summed)."""
+    return torch.stack([t.sum() for t in torch._foreach_mul(list(xs), list(ys))]).sum()
 
 
 def mul(xs: Sequence[torch.Tensor], c: float) -> Grads:
