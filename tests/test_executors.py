@@ -26,7 +26,8 @@ TINY = {
     "training": {"epochs": 8, "batch_size": 64},
     "ar": {"lambda0": [0.01, 0.1]},
     "ablations": ["none", "no_trust_region"],
-    "relatives": {"flooding": {"b": 0.1}},  # a rule the vectorised path leaves to the sequential one
+    # a stackable relative and one the vectorised path leaves to the sequential one
+    "relatives": {"flooding": {"b": 0.1}, "gr_fd_forward": {"gamma": 0.1}},
 }
 CFG = ExperimentCfg.model_validate(TINY)
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -49,7 +50,7 @@ def _files(out: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     """A vectorised sweep written by the local executor, and its files. Its tasks are both
-    kinds: batches of ERM/AR runs and single flooding runs."""
+    kinds: batches of ERM/AR/flooding runs and single GR runs."""
     out = tmp_path_factory.mktemp("ref")
     run_sweep(CFG, out, progress=False, vectorise=True)
     return out, _files(out)
@@ -66,7 +67,7 @@ def _check_resume(reference, out: Path, **kwargs) -> None:
     for run_dir in lost:
         shutil.rmtree(run_dir)
     result = run_sweep(CFG, out, progress=False, vectorise=True, **kwargs)
-    assert (result.n_run, result.n_skipped) == (len(lost), 24 - len(lost))
+    assert (result.n_run, result.n_skipped) == (len(lost), 28 - len(lost))
     assert _files(out) == ref_files
 
 
@@ -100,16 +101,16 @@ def test_ray_local_instance_writes_identical_files_and_resumes(reference, tmp_pa
 
 def test_a_failing_work_item_fails_only_its_runs(tmp_path, monkeypatch):
     def broken(item, *args, **kwargs):
-        if item.vectorised:
+        if any(s.ablation == "no_trust_region" for s in item.specs):
             raise RuntimeError("out of memory")
         return real(item, *args, **kwargs)
 
     real = sweep_mod.train_item
     monkeypatch.setattr(sweep_mod, "train_item", broken)
     with pytest.raises(SweepError, match="out of memory") as err:
-        run_sweep(CFG, tmp_path, progress=False, vectorise=True)
-    assert "20 of 24 runs failed" in str(err.value)  # the batched ERM/AR runs, not the flooding runs
-    assert len(list((tmp_path / "experiments").iterdir())) == 4  # the flooding runs finished
+        run_sweep(CFG, tmp_path, progress=False)
+    assert "8 of 28 runs failed" in str(err.value)  # the no_trust_region runs: 2 λ₀ × 2 seeds × 2 fractions
+    assert len(list((tmp_path / "experiments").iterdir())) == 20  # the others finished
 
 
 def test_executor_and_device_errors():

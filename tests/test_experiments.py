@@ -88,6 +88,26 @@ def test_the_old_decay_key_alpha_still_works_with_a_warning_and_keeps_the_run_id
         load_config(str(_write(tmp_path, {**TINY, "ar": {"alpha": [1.0], "decay": [1.0]}})))
 
 
+def test_training_protocol_options_change_run_ids_only_away_from_their_defaults(tmp_path):
+    ids = [s.run_id for s in expand(_cfg(), 442)]
+    at_defaults = _cfg(training={"epochs": 15, "replacement": False, "max_steps": None, "keep": "best"})
+    assert [s.run_id for s in expand(at_defaults, 442)] == ids
+    budget = _cfg(seeds=[0], fractions=[0.2], training={"epochs": 15, "max_steps": 3, "keep": "last"})
+    assert not {s.run_id for s in expand(budget, 442)} & set(ids)
+    result = run_sweep(budget, tmp_path, progress=False)
+    assert (result.runs["steps"] == 3).all()  # full batch: one step an epoch, cut at the budget
+
+
+def test_probes_report_sharpness_on_the_training_set(tmp_path):
+    cfg = _cfg(seeds=[0], fractions=[0.2], ablations=["none"], evaluation={"probes": {"rho": 0.05, "ascent_steps": 3}})
+    assert not {s.run_id for s in expand(cfg, 442)} & {s.run_id for s in expand(_cfg(seeds=[0], fractions=[0.2]), 442)}
+    result = run_sweep(cfg, tmp_path, progress=False)
+    runs = result.runs
+    assert (runs["max_loss"] >= runs["train_loss"]).all() and (runs["sharpness"] >= 0).all()
+    assert (runs["sharpness"] == runs["max_loss"] - runs["train_loss"]).all()
+    assert "sharpness_mean" in result.summary
+
+
 def test_malformed_yaml_and_missing_config(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(_write(tmp_path, "experiment: [unclosed")))
@@ -106,7 +126,7 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 
 
 def test_learned_optimizer_config_given_to_run_points_to_lopt():
-    with pytest.raises(ConfigError, match="antireg lopt train\\|eval --config lopt_sam"):
+    with pytest.raises(ConfigError, match="antireg lopt train --config lopt_sam"):
         load_config("lopt_sam")
 
 

@@ -100,14 +100,15 @@ def _configs_text(names: list[str]) -> str:
 
     groups: dict[str, list[str]] = {"sweeps (antireg run --config NAME)": [],
                                     "paper experiments (antireg run --config NAME)": [],
-                                    "learned optimizers (antireg lopt train|eval --config NAME)": []}
+                                    "learned optimizers' meta-training (antireg lopt train --config NAME)": []}
     keys = list(groups)
     width = max(map(len, names))
     for name in names:
         lines = resolve_config_path(name).read_text(encoding="utf-8").splitlines()
         about = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("#")), "")
         about = about if len(about) <= 100 else about[:99] + "…"
-        group = keys[2] if name.startswith("lopt_") else keys[1] if is_paper_config(name) else keys[0]
+        meta_training = name.startswith("lopt_") and not name.startswith("lopt_eval_")  # lopt_eval_*: sweeps
+        group = keys[2] if meta_training else keys[1] if is_paper_config(name) else keys[0]
         groups[group].append(f"  {name:<{width}}  {about}")
     return "\n\n".join(f"{g}:\n" + "\n".join(rows) for g, rows in groups.items() if rows)
 

@@ -24,6 +24,7 @@ SUMMARY_METRICS = [
     "test_rmse", "test_mae", "test_r2", "val_rmse",
     "test_accuracy", "test_nll", "test_ece", "test_brier", "val_accuracy", "val_nll", "val_ece",
     "output_scale_ratio", "r_clip", "r_proj", "df_per_n", "lambda_n", "wall_s",
+    "train_loss", "max_loss", "sharpness", "grad_norm", "surrogate_gap",  # evaluation.probes
 ]  # fmt: skip
 # λ₀ is chosen on validation: RMSE for regression, NLL (a proper scoring rule, rarely tied
 # on small validation sets, unlike accuracy) for classification; lower is better for both.

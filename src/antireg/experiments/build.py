@@ -31,6 +31,7 @@ from antireg.models import flatten_parameters, make_model
 from antireg.ntk import ntk_spectrum
 from antireg.optimizers import make_optimizer
 from antireg.penalty import ProximityPenalty
+from antireg.probes import model_probes
 from antireg.rules import make_rule
 from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
@@ -185,12 +186,13 @@ def prepare(spec: RunSpec, data_dir: str | Path, device: str | torch.device = "c
     t = {name: v.to(device) for name, v in t.items()}
     params = [p for p in model.parameters() if p.requires_grad]
     use_trust = spec.trust_radius is not None or spec.trust_factor is not None
+    optimizer = make_optimizer(spec.optimizer, spec.optim, params)
     rule_params = dict(spec.rule_params)
-    if spec.rule == "igr":  # IGR's step size h is the learning rate
-        rule_params.setdefault("lr", spec.optim.lr)
+    if spec.rule == "igr":  # IGR's step size h is the learning rate (a learned optimizer's step scale)
+        rule_params.setdefault("lr", optimizer.param_groups[0]["lr"])
     step = TrainStep(
         model,
-        make_optimizer(spec.optimizer, spec.optim, params),
+        optimizer,
         rule=make_rule(spec.rule, **rule_params),
         penalty=ProximityPenalty(params, resolved.lambda_n, spec.center) if resolved.lambda_n else None,
         clip=GradClip(params, spec.grad_clip) if spec.grad_clip is not None else None,
@@ -211,6 +213,8 @@ def finish(run: Prepared, result: FitResult, wall_s: float) -> RunOutput:
     for row in result.history:
         row["lambda"] = run.lam.lambda_n
     metrics, artefacts = _evaluate(spec, run.split, run.model, run.tensors)
+    if spec.probes is not None:
+        metrics.update(model_probes(run.model, run.loss_fn, *run.train, spec.probes.rho, spec.probes.ascent_steps))
     metrics.update(
         experiment=spec.experiment, dataset=spec.dataset, method=spec.method, ablation=spec.ablation,
         optimizer=spec.optimizer, seed=spec.seed, fraction=spec.fraction, n_train=spec.n_train,
@@ -232,6 +236,7 @@ def train_run(spec: RunSpec, data_dir: str | Path, device: str | torch.device = 
     result = fit(
         run.model, run.step, run.loss_fn, run.train, run.val,
         epochs=spec.training.epochs, batch_size=spec.training.batch_size, generator=run.generator(),
+        **spec.training.protocol(),
     )  # fmt: skip
     return finish(run, result, time.perf_counter() - start)
 
@@ -249,6 +254,7 @@ def train_group(specs: Sequence[RunSpec], data_dir: str | Path, device: str | to
     results = fit_stacked(
         [r.model for r in runs], [r.step for r in runs], runs[0].loss_fn, [r.train for r in runs],
         [r.val for r in runs], training.epochs, training.batch_size, [r.generator() for r in runs],
+        **training.protocol(),
     )  # fmt: skip
     share = (time.perf_counter() - start) / len(runs)
     return [finish(r, res, share) for r, res in zip(runs, results)]

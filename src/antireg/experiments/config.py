@@ -115,8 +115,21 @@ class ModelCfg(_Strict):
 
 
 class TrainingCfg(_Strict):
+    """``epochs`` passes over the training set in batches of ``batch_size`` (null: full batch),
+    drawn without replacement unless ``replacement``; ``max_steps`` ends training after that many
+    steps (the learned optimizer's fixed budget T: epochs = ceil(T / steps per epoch)); ``keep``
+    the parameters of the best validation loss (every sweep's default) or the last ones
+    (:func:`antireg.train.fit_stepper`)."""
+
     epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     batch_size: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    replacement: bool = False
+    max_steps: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    keep: Literal["best", "last"] = "best"
+
+    def protocol(self) -> dict[str, Any]:
+        """The trainer's keyword options beside epochs and batch size."""
+        return {"replacement": self.replacement, "max_steps": self.max_steps, "keep": self.keep}
 
 
 class SafeguardsCfg(_Strict):
@@ -168,8 +181,17 @@ class ARCfg(_Strict):
         return data
 
 
+class ProbesCfg(_Strict):
+    """Sharpness probes of the trained model on its training set (:func:`antireg.probes.model_probes`):
+    the loss's rise within a ball of radius ``rho``, found by ``ascent_steps`` steps of ascent."""
+
+    rho: Annotated[float, Field(gt=0.0, le=BIG)] = 0.05
+    ascent_steps: Annotated[int, Field(ge=1, le=10_000)] = 10
+
+
 class EvaluationCfg(_Strict):
     ece_bins: Annotated[int, Field(ge=1, le=10_000)] = 15
+    probes: ProbesCfg | None = None  # null: no probes (they cost a few passes per run)
 
 
 class ExperimentCfg(_Strict):
@@ -342,7 +364,7 @@ def load_config(ref: str, schema: type[BaseModel] = ExperimentCfg, overrides: Se
     except ValidationError as exc:
         hint = ""
         if schema is ExperimentCfg and path.stem.startswith("lopt_"):
-            hint = f"\n  (a learned-optimizer config: use `antireg lopt train|eval --config {path.stem}`)"
+            hint = f"\n  (a learned optimizer's meta-training config: use `antireg lopt train --config {path.stem}`)"
         if overrides:
             hint += f"\n  (with --set {' '.join(overrides)})"
         raise ConfigError(_format_error(exc, str(path), schema) + hint) from None

@@ -24,6 +24,7 @@ from antireg.experiments.config import (
     SAFEGUARDS_OFF,
     ExperimentCfg,
     ModelCfg,
+    ProbesCfg,
     SplitCfg,
     TrainingCfg,
 )
@@ -64,11 +65,18 @@ class RunSpec(BaseModel):
     rule: str = "erm"
     rule_params: dict[str, Any] = {}
     lambda0_unit: Literal["absolute", "bound"] = "absolute"  # of lambda0: 1, or the run's μ_min/n
+    probes: ProbesCfg | None = None
 
     def _digest(self, fields: set[str] | None = None) -> str:
-        at_default = {f for f in LATER_FIELDS if getattr(self, f) == type(self).model_fields[f].default}
-        blob = json.dumps(self.model_dump(mode="json", include=fields, exclude=at_default, by_alias=True), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        dump = self.model_dump(mode="json", include=fields, by_alias=True)
+        for path in LATER_FIELDS:  # left out at their defaults
+            *parents, leaf = path.split(".")
+            owner, model = dump, self
+            for part in parents:
+                owner, model = owner.get(part, {}), getattr(model, part)
+            if leaf in owner and getattr(model, leaf) == type(model).model_fields[leaf].default:
+                del owner[leaf]
+        return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
 
     @property
     def run_id(self) -> str:
@@ -82,12 +90,13 @@ class RunSpec(BaseModel):
         return self._digest(CONDITION_FIELDS)[:16]
 
 
-# Fields added after run ids were first written: left out of the hash at their default, so
-# that the runs of existing configs keep their ids (and a resumed sweep its finished runs).
-LATER_FIELDS = ("lambda0_unit",)
+# Fields added after run ids were first written (dotted paths into the spec): left out of the
+# hash at their default, so that the runs of existing configs keep their ids (and a resumed
+# sweep its finished runs).
+LATER_FIELDS = ("lambda0_unit", "probes", "training.replacement", "training.max_steps", "training.keep")
 CONDITION_FIELDS = {
     "dataset", "dataset_options", "split", "seed", "fraction", "n_train",
-    "model", "optimizer", "optim", "training", "ece_bins",
+    "model", "optimizer", "optim", "training", "ece_bins", "probes",
 }  # fmt: skip
 
 
@@ -142,6 +151,7 @@ def expand(cfg: ExperimentCfg, n_total: int) -> list[RunSpec]:
                     split=cfg.split, seed=seed, fraction=fraction, n_train=sizes[fraction], model=cfg.model,
                     optimizer=opt_name, optim=opt, training=cfg.training, n0=n0, center=cfg.ar.center,
                     delta=cfg.ar.delta, kappa=cfg.ar.kappa, ntk=cfg.ar.ntk, ece_bins=cfg.evaluation.ece_bins,
+                    probes=cfg.evaluation.probes,
                 )  # fmt: skip
                 if cfg.add_baseline_zero:
                     specs.append(RunSpec(
