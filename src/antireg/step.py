@@ -29,7 +29,7 @@ from torch import nn
 
 from antireg.penalty import ProximityPenalty
 from antireg.rules import ERM
-from antireg.rules.base import Batch, Closure
+from antireg.rules.base import Batch, Closure, norm_layers
 from antireg.safeguards import GradClip, TrustRegion
 
 # What of the penalty and the safeguards changes while training (configuration such
@@ -100,6 +100,7 @@ class TrainStep:
         self.trust_region = trust_region
         self.autocast = autocast
         self.scaler = scaler
+        self._norm_layers = norm_layers([model])  # found once, not on every extra pass
         if hasattr(self.rule, "bind"):
             self.rule.bind(optimizer)
 
@@ -108,7 +109,8 @@ class TrainStep:
         the micro-batches of a list of closures."""
         self.optimizer.zero_grad(set_to_none=True)
         scale = self._loss_scale()
-        loss = self.rule(self.model, Batch(self.model, closure, autocast=self.autocast, loss_scale=scale))
+        batch = Batch(self.model, closure, autocast=self.autocast, loss_scale=scale, norm_layers=self._norm_layers)
+        loss = self.rule(self.model, batch)
         if self.penalty is not None:
             self.penalty()
         if self.scaler is not None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from functools import cached_property
 from typing import Callable, ContextManager, Iterable, Iterator, Sequence
 
 import torch
@@ -117,6 +118,8 @@ class Batch:
     ``autocast``: a dtype (e.g. ``torch.bfloat16``) to run the forward passes in.
     ``loss_scale``: S, multiplied into every backward pass and divided out of the
     result (GradScaler's scale; the caller owns the scaler).
+    ``norm_layers``: the model's :func:`norm_layers`, when the caller found them once
+    (TrainStep), instead of walking the model on every extra pass.
     """
 
     def __init__(
@@ -125,22 +128,29 @@ class Batch:
         closures: Closure | Sequence[Closure],
         autocast: torch.dtype | None = None,
         loss_scale: float = 1.0,
+        norm_layers: Sequence[_NormBase] | None = None,
     ) -> None:
         self.model = model
         self.closures = [closures] if callable(closures) else list(closures)
         if not self.closures:
             raise ValueError("a batch needs at least one closure")
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.autocast = autocast
         self.loss_scale = float(loss_scale)
+        self.norm_layers = list(norm_layers) if norm_layers is not None else None
         self._evaluated = False
+
+    @cached_property
+    def names(self) -> list[str]:
+        """Each parameter's name (only ASAM asks, so it is found only then)."""
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
 
     def _losses(self) -> Iterator[torch.Tensor]:
         """Per-example losses of each micro-batch in turn. The first pass over the
         batch updates running statistics as plain ERM would; later ones do not."""
-        freeze = frozen_norm_stats(self.model) if self._evaluated else nullcontext()
+        if self._evaluated and self.norm_layers is None:
+            self.norm_layers = norm_layers([self.model])
+        freeze = frozen_stats(self.norm_layers) if self._evaluated and self.norm_layers else nullcontext()
         device = self.params[0].device.type
         with freeze:
             for closure in self.closures:
