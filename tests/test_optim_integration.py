@@ -275,6 +275,34 @@ def test_lightning_with_a_grad_scaler_fails_loudly():
         trainer.fit(Module(), DataLoader(TensorDataset(x, y), batch_size=8))
 
 
+def test_lightning_automatic_optimization_refuses_double_backprop():
+    """Lightning's closure ignores create_graph, so its backward leaves no graph to differentiate:
+    GAM says so instead of stepping without the Hessian-vector products."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch, batch_idx):
+            return F.mse_loss(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return DOUBLE_BACKPROP["gam"](self.parameters(), self)
+
+    x, y = data()
+    module = Module()
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ValueError, match="create_graph"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8))
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
 # ---------------------------------------------------------------------------------------------- accelerate
 
 def test_accelerate_prepared_optimizer_passes_the_closure_through():
