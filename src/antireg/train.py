@@ -274,8 +274,14 @@ def fit(
     epochs: int,
     batch_size: int | None = None,
     generator: torch.Generator | None = None,
-    **protocol: Any,
+    *,
+    replacement: bool = False,
+    max_steps: int | None = None,
+    keep: Literal["best", "last"] = "best",
 ) -> FitResult:
     """Train one model for ``epochs`` and restore the parameters of its best validation
-    loss: :func:`fit_stepper` with M = 1 (``protocol``: its keyword options)."""
-    return fit_stepper(ModelStepper(model, step, loss_fn, train, val), epochs, batch_size, [generator], **protocol)[0]
+    loss (by default): :func:`fit_stepper` with M = 1, whose docstring says what
+    ``replacement``, ``max_steps`` and ``keep`` change."""
+    stepper = ModelStepper(model, step, loss_fn, train, val)
+    return fit_stepper(stepper, epochs, batch_size, [generator], replacement=replacement, max_steps=max_steps,
+                       keep=keep)[0]  # fmt: skip

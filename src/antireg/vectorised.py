@@ -31,7 +31,7 @@ import copy
 from collections.abc import Sequence
 from functools import partial
 from types import SimpleNamespace
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import torch
@@ -349,14 +349,19 @@ def fit_stacked(
     epochs: int,
     batch_size: int | None = None,
     generators: Sequence[torch.Generator] | None = None,
-    **protocol: Any,
+    *,
+    replacement: bool = False,
+    max_steps: int | None = None,
+    keep: Literal["best", "last"] = "best",
 ) -> list[FitResult]:
     """:func:`antireg.train.fit` for M models at once, each with its own data, step and
     generator: :func:`antireg.train.fit_stepper` with a :class:`StackedStepper`.
 
     Returns one :class:`FitResult` per model, leaves each model holding its
-    best-validation parameters (in eval mode), and adds each model's step and event
-    counts to its TrainStep's clip and trust region, as the sequential path would.
+    best-validation parameters (or its last, ``keep="last"``; in eval mode), and adds
+    each model's step and event counts to its TrainStep's clip and trust region, as the
+    sequential path would. ``replacement``, ``max_steps``, ``keep``: as for ``fit``.
     """
     stepper = StackedStepper(models, steps, loss_fn, train, val)
-    return fit_stepper(stepper, epochs, batch_size, generators, **protocol)
+    return fit_stepper(stepper, epochs, batch_size, generators, replacement=replacement, max_steps=max_steps,
+                       keep=keep)  # fmt: skip
