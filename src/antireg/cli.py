@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --executor ray: an existing Ray cluster (e.g. ray://head:10001); default a local instance")
     run.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
                      help="train on cpu, cuda, or auto (CUDA when present); default the config's device (auto)")
-    run.add_argument("--vectorise", action="store_true",
-                     help="train runs sharing an architecture, training size and optimizer as one batched model")
+    run.add_argument("--vectorise", action=argparse.BooleanOptionalAction, default=False,
+                     help="train runs sharing an architecture, training size and optimizer as one stacked model "
+                          "(default off)")
     run.add_argument("--tracking", choices=["mlflow"], default=None,
                      help="log each run to MLflow (default store: mlflow.db in the output dir)")
     run.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI instead of the default store")
