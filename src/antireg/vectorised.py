@@ -20,8 +20,9 @@ fixed).
 
 Supported (:func:`unsupported` says why not otherwise): the gradient rules of
 :data:`STACKED_RULES` (ERM, so AR and L2, with or without safeguards; SAM, ASAM and
-GSAM, their second pass batched like the first and their ε̂ and update from each
-model's own rule; batch-level flooding; all mixed freely in one stack), ``torch.optim.SGD`` and ``Adam``, models
+GSAM and GR's finite differences, their second pass batched like the first and their
+ε̂ and update from each model's own rule; batch-level flooding; all mixed freely in one
+stack), ``torch.optim.SGD`` and ``Adam``, models
 without buffers (no BatchNorm), no autocast or loss scaling.
 """
 
@@ -39,15 +40,18 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from antireg.penalty import ProximityPenalty
-from antireg.rules import ASAM, ERM, GSAM, SAM, Flooding
-from antireg.rules.base import perturbed
+from antireg.rules import ASAM, ERM, GSAM, SAM, Flooding, GradientNorm
+from antireg.rules.base import Grads, add, mul, perturbed
 from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
 from antireg.train import FitResult, LossFn, fit_stepper
 
 OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
 # the gradient rules whose runs train stacked, by their names in antireg.rules.RULES
-STACKED_RULES = {"erm": ERM, "flooding": Flooding, "sam": SAM, "asam": ASAM, "gsam": GSAM}
+STACKED_RULES = {
+    "erm": ERM, "flooding": Flooding, "sam": SAM, "asam": ASAM, "gsam": GSAM,
+    "gr_fd_forward": GradientNorm, "gr_fd_backward": GradientNorm,
+}  # fmt: skip
 
 
 def stackable(rule: str) -> bool:
@@ -62,6 +66,8 @@ def unsupported(model: nn.Module, step: TrainStep) -> str | None:
         return f"gradient rule {step.rule!r} (only {', '.join(STACKED_RULES)} are vectorised)"
     if isinstance(step.rule, Flooding) and step.rule.per_example:
         return "per-example flooding (its transform of the losses is not batched)"
+    if isinstance(step.rule, GradientNorm) and step.rule.mode == "db":
+        return "GR by double backpropagation (only its finite differences are batched)"
     if type(step.optimizer) not in OPTIMIZERS:
         return f"optimizer {type(step.optimizer).__name__} (only SGD and Adam are vectorised)"
     if step.autocast is not None or step.scaler is not None:
@@ -106,6 +112,24 @@ def _mlp_forward(mlp: nn.Sequential, params: dict[str, torch.Tensor], x: torch.T
             x = layer(x)
             owned = True
     return x
+
+
+class _FiniteDifferenceGR:
+    """GR's finite differences (:class:`antireg.rules.GradientNorm`, ``fd_forward`` and
+    ``fd_backward``) through the two-pass hooks of the SAM family: ε̂ = sεg, and the update
+    (1 − c)·g + c·∇L(θ + ε̂) with c = sγ/ε, in the rule's own operations. A stand-in until
+    GradientNorm offers ``epsilon``/``combine`` itself (then this class goes)."""
+
+    def __init__(self, rule: GradientNorm) -> None:
+        self.rule = rule
+        self.s = 1.0 if rule.mode == "fd_forward" else -1.0
+
+    def epsilon(self, batch: object, g: Grads) -> Grads:
+        return mul(g, self.s * self.rule.eps)
+
+    def combine(self, g: Grads, g_shift: Grads) -> Grads:
+        c = self.s * self.rule.gamma / self.rule.eps
+        return add(mul(g, 1.0 - c), g_shift, alpha=c)
 
 
 class _Evaluated:
@@ -171,10 +195,12 @@ class StackedStep:
 
         self.rules = [s.rule for s in steps]
         # the models whose rule reshapes the plain gradient (flooding), and those whose rule
-        # needs the gradient at θ + ε̂ too (SAM, ASAM, GSAM); ERM's direction is g itself
+        # needs the gradient at θ + ε̂ too (SAM, ASAM, GSAM, GR's finite differences), with
+        # the rule's ε̂ and combination of g and gᵖ; ERM's direction is g itself
         self.one_pass = [i for i, r in enumerate(self.rules) if isinstance(r, Flooding)]
-        self.sharpness_aware = [i for i, r in enumerate(self.rules) if isinstance(r, SAM)]
-        if self.one_pass or self.sharpness_aware:
+        self.two_pass = {i: r if isinstance(r, SAM) else _FiniteDifferenceGR(r)
+                         for i, r in enumerate(self.rules) if isinstance(r, (SAM, GradientNorm))}  # fmt: skip
+        if self.one_pass or self.two_pass:
             self._init_rule_buffers()
 
         base = copy.deepcopy(models[0]).to("meta")  # the architecture; parameters come from the stack
@@ -233,25 +259,25 @@ class StackedStep:
     ) -> torch.Tensor:
         """(M, P): each model's update direction from its own rule, the rules' arithmetic
         model by model. Flooding reshapes g (its rule reads this pass as its batch's);
-        SAM-type rules take ε̂ from g, one batched pass at θ + ε̂ (ε̂ = 0 for the other
+        two-pass rules take ε̂ from g, one batched pass at θ + ε̂ (ε̂ = 0 for the other
         models) gives gᵖ, and the rule combines g and gᵖ."""
         self._g.copy_(grad)
         for i in self.one_pass:
             _, direction = self.rules[i].gradient(_Evaluated(loss[i].detach(), self._g_rows[i]))
             torch._foreach_copy_(self._g_rows[i], direction)
-        if self.sharpness_aware:
-            for i in self.sharpness_aware:
-                torch._foreach_copy_(self._eps_rows[i], self.rules[i].epsilon(self._batches[i], self._g_rows[i]))
+        if self.two_pass:
+            for i, rule in self.two_pass.items():
+                torch._foreach_copy_(self._eps_rows[i], rule.epsilon(self._batches[i], self._g_rows[i]))
             with perturbed([self.flat], [self._eps]):
                 self._g_p.copy_(self.loss_grad(xb, yb)[1])
-            for i in self.sharpness_aware:
-                torch._foreach_copy_(self._g_rows[i], self.rules[i].combine(self._g_rows[i], self._g_p_rows[i]))
+            for i, rule in self.two_pass.items():
+                torch._foreach_copy_(self._g_rows[i], rule.combine(self._g_rows[i], self._g_p_rows[i]))
         return self._g
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """rule → penalty → clip → optimizer.step() → projection, as TrainStep orders them."""
         loss, grad = self.loss_grad(xb, yb)
-        if self.one_pass or self.sharpness_aware:
+        if self.one_pass or self.two_pass:
             grad = self._rule_directions(xb, yb, loss, grad)
         self.flat.grad = grad
         if self.penalty is not None:
