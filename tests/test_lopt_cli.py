@@ -95,6 +95,7 @@ def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     learned = runs[runs["optimizer"] == "learned_tiny"]
     assert not learned["diverged"].any() and learned[["test_accuracy", "test_nll", "val_nll"]].notna().all().all()
     assert (learned["best_epoch"] >= 0).all()  # chosen on validation, like every run
+    assert (runs["max_loss"] >= runs["train_loss"]).all() and (runs["sharpness"] >= 0).all()  # probes on every run
     cells = summary[summary["optimizer"] == "learned_tiny"]
     assert len(cells) == 4 and (cells["n_seeds"] == 2).all() and cells["test_accuracy_ci95"].notna().all()
     # the same sweep as `antireg run`: run again by it, every run is found finished
@@ -102,3 +103,14 @@ def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     assert main_cli.main(["run", "--config", str(TINY_EVAL), "--output-dir", str(tmp_path), "--quiet"]) == 0
     again = pd.read_csv(tmp_path / "results" / "lopt_tiny_eval.csv")
     pd.testing.assert_frame_equal(again, runs)
+
+
+def test_learned_optimizer_under_the_former_protocol(tmp_path) -> None:
+    """The option the learned-optimizer protocol needs: a fixed step budget of batches drawn with
+    replacement, and the final state, not the best-validation one."""
+    assert lopt(["train", "--config", str(TINY_TRAIN), "--output-dir", str(tmp_path)]) == 0
+    former = ["--set", "training.replacement=true", "--set", "training.max_steps=7", "--set", "training.keep=last",
+              "--only-optimizer", "learned_tiny", "--only-seed", "0"]
+    assert main_cli.main(["run", "--config", str(TINY_EVAL), "--output-dir", str(tmp_path), "--quiet", *former]) == 0
+    runs = pd.read_csv(tmp_path / "results" / "lopt_tiny_eval.csv")
+    assert set(runs["optimizer"]) == {"learned_tiny"} and (runs["steps"] == 7).all() and not runs["diverged"].any()
