@@ -162,10 +162,13 @@ def test_unsupported_steps_are_refused_with_the_reason():
     spec = _specs(REG)[0]
     run = prepare(spec, DATA)
     run.step.rule = make_rule("gr_db", gamma=0.05)
-    with pytest.raises(ValueError, match="GR by double backpropagation"):
+    with pytest.raises(ValueError, match="GR or IGR by double backpropagation"):
         StackedStep([run.model], [run.step], run.loss_fn)
-    run.step.rule = make_rule("igr", lr=0.1)
-    with pytest.raises(ValueError, match="only erm, flooding, sam, asam, gsam, gr_fd_forward, gr_fd_backward are"):
+    run.step.rule = make_rule("igr", lr=0.1)  # mode "db" by default
+    with pytest.raises(ValueError, match="GR or IGR by double backpropagation"):
+        StackedStep([run.model], [run.step], run.loss_fn)
+    run.step.rule = make_rule("gam", rho=0.05, alpha=0.1)
+    with pytest.raises(ValueError, match="only erm, flooding, sam, asam, gsam, gr, gr_fd_forward, gr_fd_backward, igr are"):
         StackedStep([run.model], [run.step], run.loss_fn)
     run.step.rule = make_rule("flooding", b=0.05, per_example=True)
     with pytest.raises(ValueError, match="per-example flooding"):
@@ -214,6 +217,9 @@ def test_stackable_names_only_rules_the_stacked_step_trains():
     from antireg.vectorised import STACKED_RULES, stackable
 
     assert stackable("erm") and stackable("sam") and not stackable("gr_db") and not stackable("no_such_rule")
+    # GR and IGR only by finite differences: the mode from the name, the parameters or the default (db)
+    assert stackable("gr_fd_forward") and not stackable("gr") and stackable("gr", {"mode": "fd_backward"})
+    assert not stackable("igr") and not stackable("igr", {"mode": "db"}) and stackable("igr", {"mode": "fd_forward"})
     assert all(getattr(RULES[name], "func", RULES[name]) is rule for name, rule in STACKED_RULES.items())
 
 
@@ -259,7 +265,7 @@ def test_stacked_fit_follows_the_same_protocol_options():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_relatives_stacked_equal_their_own_train_steps(optimizer):
-    """SAM, ASAM, GSAM, flooding and GR's finite differences (with an ERM and an AR model in the
+    """SAM, ASAM, GSAM, flooding and GR's and IGR's finite differences (with an ERM and an AR model in the
     same stack) train stacked to what each one's own TrainStep gives, in float64, minibatches,
     clip and trust region on."""
     from antireg.models import flatten_parameters, make_model
@@ -271,8 +277,9 @@ def test_relatives_stacked_equal_their_own_train_steps(optimizer):
 
     rules = [("erm", {}), ("erm", {}), ("sam", {"rho": 0.05}), ("sam", {"rho": 0.2}), ("asam", {"rho": 0.5}),
              ("gsam", {"rho": 0.1, "alpha": 0.3}), ("flooding", {"b": 0.45}),
-             ("gr_fd_forward", {"gamma": 0.05, "eps": 0.01}), ("gr_fd_backward", {"gamma": 0.05, "eps": 0.01})]
-    assert all(stackable(name) for name, _ in rules)
+             ("gr_fd_forward", {"gamma": 0.05, "eps": 0.01}), ("gr_fd_backward", {"gamma": 0.05, "eps": 0.01}),
+             ("igr", {"lr": 0.2, "mode": "fd_forward", "eps": 0.02})]
+    assert all(stackable(name, params) for name, params in rules)
     g = torch.Generator().manual_seed(0)
     data = [(torch.randn(40, 3, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64))
             for _ in rules]

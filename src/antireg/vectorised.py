@@ -20,7 +20,7 @@ fixed).
 
 Supported (:func:`unsupported` says why not otherwise): the gradient rules of
 :data:`STACKED_RULES` (ERM, so AR and L2, with or without safeguards; SAM, ASAM and
-GSAM and GR's finite differences, their second pass batched like the first and their
+GSAM and GR's and IGR's finite differences, their second pass batched like the first and their
 ε̂ and update from each model's own rule; batch-level flooding; all mixed freely in one
 stack), ``torch.optim.SGD`` and ``Adam``, models
 without buffers (no BatchNorm), no autocast or loss scaling.
@@ -29,10 +29,11 @@ without buffers (no BatchNorm), no autocast or loss scaling.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from functools import partial
 from types import SimpleNamespace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,24 +41,34 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from antireg.penalty import ProximityPenalty
-from antireg.rules import ASAM, ERM, GSAM, SAM, Flooding, GradientNorm
-from antireg.rules.base import Grads, add, mul, perturbed
+from antireg.rules import ASAM, ERM, GSAM, IGR, RULES, SAM, Flooding, GradientNorm
+from antireg.rules.base import perturbed
 from antireg.safeguards import GradClip, TrustRegion
 from antireg.step import TrainStep
 from antireg.train import FitResult, LossFn, fit_stepper
 
 OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
-# the gradient rules whose runs train stacked, by their names in antireg.rules.RULES
+# the gradient rules whose runs train stacked, by their names in antireg.rules.RULES (GR and IGR
+# only by finite differences: see stackable)
 STACKED_RULES = {
     "erm": ERM, "flooding": Flooding, "sam": SAM, "asam": ASAM, "gsam": GSAM,
-    "gr_fd_forward": GradientNorm, "gr_fd_backward": GradientNorm,
+    "gr": GradientNorm, "gr_fd_forward": GradientNorm, "gr_fd_backward": GradientNorm, "igr": IGR,
 }  # fmt: skip
 
 
-def stackable(rule: str) -> bool:
+def stackable(rule: str, params: Mapping[str, Any] | None = None) -> bool:
     """Whether runs of the gradient rule named ``rule`` (a key of
-    :data:`antireg.rules.RULES`) can train stacked, M models as one batched model."""
-    return rule in STACKED_RULES
+    :data:`antireg.rules.RULES`) with parameters ``params`` can train stacked, M models as
+    one batched model. GR and IGR stack only in a finite-difference mode: the mode the name
+    fixes, else ``params["mode"]``, else the rule's default (double backprop: not stacked)."""
+    if rule not in STACKED_RULES:
+        return False
+    if not issubclass(STACKED_RULES[rule], GradientNorm):
+        return True
+    factory = RULES[rule]
+    default = inspect.signature(STACKED_RULES[rule]).parameters["mode"].default
+    mode = {"mode": default, **(params or {}), **getattr(factory, "keywords", {})}["mode"]
+    return mode != "db"
 
 
 def unsupported(model: nn.Module, step: TrainStep) -> str | None:
@@ -67,7 +78,7 @@ def unsupported(model: nn.Module, step: TrainStep) -> str | None:
     if isinstance(step.rule, Flooding) and step.rule.per_example:
         return "per-example flooding (its transform of the losses is not batched)"
     if isinstance(step.rule, GradientNorm) and step.rule.mode == "db":
-        return "GR by double backpropagation (only its finite differences are batched)"
+        return "GR or IGR by double backpropagation (only their finite differences are batched)"
     if type(step.optimizer) not in OPTIMIZERS:
         return f"optimizer {type(step.optimizer).__name__} (only SGD and Adam are vectorised)"
     if step.autocast is not None or step.scaler is not None:
@@ -112,24 +123,6 @@ def _mlp_forward(mlp: nn.Sequential, params: dict[str, torch.Tensor], x: torch.T
             x = layer(x)
             owned = True
     return x
-
-
-class _FiniteDifferenceGR:
-    """GR's finite differences (:class:`antireg.rules.GradientNorm`, ``fd_forward`` and
-    ``fd_backward``) through the two-pass hooks of the SAM family: ε̂ = sεg, and the update
-    (1 − c)·g + c·∇L(θ + ε̂) with c = sγ/ε, in the rule's own operations. A stand-in until
-    GradientNorm offers ``epsilon``/``combine`` itself (then this class goes)."""
-
-    def __init__(self, rule: GradientNorm) -> None:
-        self.rule = rule
-        self.s = 1.0 if rule.mode == "fd_forward" else -1.0
-
-    def epsilon(self, batch: object, g: Grads) -> Grads:
-        return mul(g, self.s * self.rule.eps)
-
-    def combine(self, g: Grads, g_shift: Grads) -> Grads:
-        c = self.s * self.rule.gamma / self.rule.eps
-        return add(mul(g, 1.0 - c), g_shift, alpha=c)
 
 
 class _Evaluated:
@@ -198,8 +191,7 @@ class StackedStep:
         # needs the gradient at θ + ε̂ too (SAM, ASAM, GSAM, GR's finite differences), with
         # the rule's ε̂ and combination of g and gᵖ; ERM's direction is g itself
         self.one_pass = [i for i, r in enumerate(self.rules) if isinstance(r, Flooding)]
-        self.two_pass = {i: r if isinstance(r, SAM) else _FiniteDifferenceGR(r)
-                         for i, r in enumerate(self.rules) if isinstance(r, (SAM, GradientNorm))}  # fmt: skip
+        self.two_pass = {i: r for i, r in enumerate(self.rules) if isinstance(r, (SAM, GradientNorm))}
         if self.one_pass or self.two_pass:
             self._init_rule_buffers()
 

@@ -40,17 +40,27 @@ class GradientNorm(Rule):
         self.mode = mode
         self.eps = float(eps)
 
+    def _sign(self) -> float:
+        """s = +1 for the forward difference (ascent step), −1 for the backward one."""
+        return 1.0 if self.mode == "fd_forward" else -1.0
+
+    def epsilon(self, batch: Batch, g: Grads) -> Grads:
+        """The finite-difference step ε̂ = sεg (``fd_*`` modes)."""
+        return mul(g, self._sign() * self.eps)
+
+    def combine(self, g: Grads, g_shift: Grads) -> Grads:
+        """(1 − c) g + c ∇L(θ + ε̂) with c = sγ/ε, from g = ∇L(θ) and g_shift = ∇L(θ + ε̂)."""
+        c = self._sign() * self.gamma / self.eps
+        return add(mul(g, 1.0 - c), g_shift, alpha=c)
+
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
         if self.mode == "db":
             loss, g, hg = batch.grad_hvp()
             return loss, add(g, hg, alpha=self.gamma)
-        # s = +1 (forward) or −1 (backward): (1 − sγ/ε) g + (sγ/ε) ∇L(θ + sεg)
-        s = 1.0 if self.mode == "fd_forward" else -1.0
         loss, g = batch.grad()
-        with perturbed(batch.params, mul(g, s * self.eps)):
+        with perturbed(batch.params, self.epsilon(batch, g)):
             _, g_shift = batch.grad()
-        c = s * self.gamma / self.eps
-        return loss, add(mul(g, 1.0 - c), g_shift, alpha=c)
+        return loss, self.combine(g, g_shift)
 
 
 class IGR(GradientNorm):
