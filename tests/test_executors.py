@@ -13,8 +13,9 @@ import torch
 from antireg.experiments import ConfigError, ExperimentCfg, SweepError, run_sweep
 from antireg.experiments import sweep as sweep_mod
 from antireg.experiments import executors
-from antireg.experiments.executors import make_executor
 from antireg.experiments.build import resolve_device
+from antireg.experiments.executors import make_executor
+from antireg.experiments.grid import expand, make_work
 
 TINY = {
     "experiment": "tiny_exec",
@@ -27,7 +28,7 @@ TINY = {
     "ar": {"lambda0": [0.01, 0.1]},
     "ablations": ["none", "no_trust_region"],
     # a stackable relative and one the vectorised path leaves to the sequential one
-    "relatives": {"flooding": {"b": 0.1}, "gr_fd_forward": {"gamma": 0.1}},
+    "relatives": {"flooding": {"b": 0.1}, "gr_db": {"gamma": 0.1}},
 }
 CFG = ExperimentCfg.model_validate(TINY)
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -50,7 +51,10 @@ def _files(out: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     """A vectorised sweep written by the local executor, and its files. Its tasks are both
-    kinds: batches of ERM/AR/flooding runs and single GR runs."""
+    kinds: batches of ERM/AR/flooding runs and single GR (double backprop) runs."""
+    specs = expand(CFG, 442)
+    assert {item.vectorised for item in make_work(specs, {s.run_id for s in specs}, vectorise=True)} == {True, False}, \
+        "pick a relative that still trains alone"
     out = tmp_path_factory.mktemp("ref")
     run_sweep(CFG, out, progress=False, vectorise=True)
     return out, _files(out)
