@@ -215,3 +215,38 @@ def test_state_dict_holds_the_whole_step():
     assert set(state) == {"model", "optimizer", "penalty", "clip", "trust_region"}
     assert set(state["trust_region"]) == {"ref", "radius", "steps", "events"}
     assert state["clip"]["steps"] == 1
+
+
+def test_checkpoint_in_the_former_format_resumes_bit_for_bit():
+    """A state dict written before the stages saved themselves (each stage's attributes read
+    off it by name) loads into a fresh step and resumes to the uninterrupted run; the stages'
+    own state_dicts write the same keys."""
+    former = {"penalty": ("center",), "clip": ("steps", "events", "last_norm"),
+              "trust_region": ("ref", "radius", "steps", "events")}  # fmt: skip
+    batches = _batches()
+    model = mlp(seed=0)
+    step, _ = _ar_step(model, SAM(0.1))
+    for idx in batches[:4]:
+        step(closure(model, X[idx], Y[idx]))
+    old = {"model": step.model.state_dict(), "optimizer": step.optimizer.state_dict()}
+    old.update({name: {a: getattr(getattr(step, name), a) for a in attrs} for name, attrs in former.items()})
+    assert {k: set(v) for k, v in step.state_dict().items() if k in former} == {k: set(v) for k, v in former.items()}
+    buffer = io.BytesIO()
+    torch.save(old, buffer)
+    buffer.seek(0)
+
+    fresh = mlp(seed=1)
+    resumed, _ = _ar_step(fresh, SAM(0.1))
+    resumed.load_state_dict(torch.load(buffer))
+    for idx in batches[4:]:
+        resumed(closure(fresh, X[idx], Y[idx]))
+    reference = mlp(seed=0)
+    ref_step, _ = _ar_step(reference, SAM(0.1))
+    for idx in batches:
+        ref_step(closure(reference, X[idx], Y[idx]))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), reference.parameters()))
+    assert (resumed.clip.steps, resumed.clip.events, resumed.clip.last_norm) == (
+        ref_step.clip.steps, ref_step.clip.events, ref_step.clip.last_norm)  # fmt: skip
+    assert (resumed.trust_region.steps, resumed.trust_region.events) == (8, ref_step.trust_region.events)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.penalty.center, ref_step.penalty.center))
+    assert 0 < ref_step.clip.events and 0 < ref_step.trust_region.events

@@ -19,7 +19,6 @@ would call ``optimizer.step()``; the rule owns every extra forward/backward pass
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -32,30 +31,24 @@ from antireg.rules import ERM
 from antireg.rules.base import Batch, Closure, norm_layers
 from antireg.safeguards import GradClip, TrustRegion
 
-# What of the penalty and the safeguards changes while training (configuration such
-# as λ or G is rebuilt from the config; θ_c, θ_ref and R come from θ₀ and so
-# cannot be rebuilt from a fresh model).
-_SAVED_ATTRS = {
-    "penalty": ("center",),
-    "clip": ("steps", "events", "last_norm"),
-    "trust_region": ("ref", "radius", "steps", "events"),
-}
+# The stages of AR under their names in TrainStep and antireg.optim.AntiReg; each saves
+# what of it changes while training (configuration such as λ or G is rebuilt from the
+# config; θ_c, θ_ref and R come from θ₀ and so cannot be rebuilt from a fresh model).
+_STAGES = ("penalty", "clip", "trust_region")
 
 
 def safeguard_state(owner: Any) -> dict[str, Any]:
-    """What of ``owner.penalty``, ``.clip`` and ``.trust_region`` changes while training
-    (TrainStep and antireg.optim.AntiReg hold them under these names)."""
-    return {name: {a: getattr(part, a) for a in attrs}
-            for name, attrs in _SAVED_ATTRS.items() if (part := getattr(owner, name, None)) is not None}
+    """Each of ``owner.penalty``, ``.clip`` and ``.trust_region`` that is set, by its own
+    ``state_dict()``, under its name."""
+    return {name: part.state_dict() for name in _STAGES if (part := getattr(owner, name, None)) is not None}
 
 
 def load_safeguard_state(owner: Any, state: dict[str, Any]) -> None:
-    """Restore :func:`safeguard_state` into ``owner``'s (fresh) components."""
-    for name in _SAVED_ATTRS:
-        part = getattr(owner, name, None)
-        if part is not None:
-            for attr, value in state[name].items():
-                setattr(part, attr, copy.deepcopy(value))
+    """Restore :func:`safeguard_state` into ``owner``'s (fresh) stages, each by its own
+    ``load_state_dict()``."""
+    for name in _STAGES:
+        if (part := getattr(owner, name, None)) is not None:
+            part.load_state_dict(state[name])
 
 
 @dataclass(frozen=True)
