@@ -259,3 +259,30 @@ def test_each_stage_saves_and_restores_what_training_changes():
     for a, b, c, d in zip(tr.ref, tr2.ref, pen.center, pen2.center):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
         torch.testing.assert_close(c, d, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 16])  # several chunks (the last one short), or one
+def test_trust_region_distance_in_chunks_and_projection_in_place(monkeypatch, chunk):
+    """The flat path's distance, in column chunks through a bounded buffer, equals a float64
+    oracle, and with one chunk the norm of θ − θ_ref bit for bit (the former arithmetic); the
+    rows that fire are projected in place exactly as θ_ref + (θ − θ_ref)·R/d, the others untouched."""
+    from antireg import safeguards
+
+    monkeypatch.setattr(safeguards, "DISTANCE_CHUNK", chunk)
+    g = torch.Generator().manual_seed(2)
+    ref = torch.randn(4, 30, generator=g)
+    rows = ref + torch.randn(4, 30, generator=g) * torch.tensor([[0.1], [3.0], [0.2], [5.0]])
+    dist = safeguards.row_distances(rows, ref)
+    oracle = np.linalg.norm(rows.double().numpy() - ref.double().numpy(), axis=1, keepdims=True)
+    np.testing.assert_allclose(dist.numpy(), oracle, rtol=1e-6)
+    if chunk > 30:
+        assert torch.equal(dist, torch.linalg.vector_norm(rows - ref, dim=1, keepdim=True))
+    radius = [2.0, 2.0, math.inf, 2.0]
+    want = rows.clone()
+    scale = safeguards.ratio(torch.tensor(radius, dtype=torch.float64)[:, None], dist, 0.0)
+    want[[1, 3]] = ((rows - ref) * scale)[[1, 3]] + ref[[1, 3]]
+    flat = rows.clone().requires_grad_()
+    fired = TrustRegion([flat], radius, ref=[ref], blocks=[30])()
+    assert fired.tolist() == [False, True, False, True]
+    assert torch.equal(flat.detach(), want)
+    np.testing.assert_allclose(safeguards.row_distances(flat.detach(), ref)[[1, 3]].numpy(), 2.0, rtol=1e-6)

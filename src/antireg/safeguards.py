@@ -160,14 +160,28 @@ def snapshot(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return views(flat.detach().clone(), tensors)
 
 
+DISTANCE_CHUNK = 1 << 16  # columns per pass of row_distances: its temporary is (M, 65536) at most
+
+
+def row_distances(rows: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """‖θ − θ_ref‖ of each row of (M, P) ``rows`` and ``ref``, as (M, 1), without a
+    temporary the size of θ: the differences of at most :data:`DISTANCE_CHUNK` columns at a
+    time go into one bounded buffer, and the distance is the norm of the chunks' norms (for
+    P ≤ DISTANCE_CHUNK the norm of θ − θ_ref itself, bit for bit: √(x²) = |x| in floating point)."""
+    buffer = torch.empty(rows.shape[0], min(DISTANCE_CHUNK, rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    norms = [torch.linalg.vector_norm(torch.sub(r, c, out=buffer[:, : r.shape[1]]), dim=1)
+             for r, c in zip(rows.split(DISTANCE_CHUNK, dim=1), ref.split(DISTANCE_CHUNK, dim=1))]  # fmt: skip
+    return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1, keepdim=True)
+
+
 class TrustRegion(_Counted):
     """θ ← θ_ref + R·(θ − θ_ref)/‖θ − θ_ref‖ whenever ‖θ − θ_ref‖ > R.
 
     θ_ref is a :func:`snapshot` of the parameters at construction (θ₀), or ``ref``, a
     snapshot another part already holds (AR's penalty centre), shared and not copied.
     R is given directly, or as ``factor · ‖θ₀‖``. When the parameters live in one flat
-    buffer the check is two operations instead of one per tensor, which matters for
-    small models; θ_ref is then one flat buffer too, and ``ref`` views of it. Stacked
+    buffer the check is two operations per column chunk (:func:`row_distances`, no
+    temporary the size of θ) instead of one per tensor, which matters for small models; θ_ref is then one flat buffer too, and ``ref`` views of it. Stacked
     (``blocks`` given): ``radius`` is one R per model, ``inf`` for a model without one.
     """
 
@@ -219,18 +233,15 @@ class TrustRegion(_Counted):
         # one row per model: a single model's flat buffer is a stack of one
         stacked = self.blocks is not None
         rows, ref = (self._data[0], self._ref[0]) if stacked else (self._flat[None], self._flat_ref[None])
-        diff = rows - ref
-        dist = torch.linalg.vector_norm(diff, dim=1, keepdim=True)
+        dist = row_distances(rows, ref)
         fired = dist.double() > self.radius
-        # only the rows that fired are rewritten: a model inside its region keeps θ bit for
-        # bit, and a step where none fired costs two passes (one host sync on a GPU)
-        if fired.all():
-            rows.copy_(diff.mul_(ratio(self.radius, dist, 0.0)).add_(ref))
-        elif fired.any():
-            i = fired[:, 0].nonzero().squeeze(1)
-            radius = self.radius[i] if self.blocks is not None else self.radius
-            rows[i] = diff[i].mul_(ratio(radius, dist[i], 0.0)).add_(ref[i])
-        return self._count(fired[:, 0] if self.blocks is not None else fired)
+        # only the rows that fired are rewritten, in place: a model inside its region keeps θ
+        # bit for bit, and a step where none fired costs one pass (one host sync on a GPU)
+        if fired.any():
+            scale = ratio(self.radius, dist, 0.0)
+            for i in fired[:, 0].nonzero()[:, 0].tolist():
+                rows[i].sub_(ref[i]).mul_(scale[i]).add_(ref[i])
+        return self._count(fired[:, 0] if stacked else fired)
 
     def _project_per_tensor(self) -> bool:
         """The check and projection of a single model whose parameters lie apart."""
