@@ -181,7 +181,8 @@ class TrustRegion(_Counted):
     snapshot another part already holds (AR's penalty centre), shared and not copied.
     R is given directly, or as ``factor · ‖θ₀‖``. When the parameters live in one flat
     buffer the check is two operations per column chunk (:func:`row_distances`, no
-    temporary the size of θ) instead of one per tensor, which matters for small models; θ_ref is then one flat buffer too, and ``ref`` views of it. Stacked
+    temporary the size of θ) instead of one per tensor, which matters for small models;
+    θ_ref is then one flat buffer too, and ``ref`` views of it. Stacked
     (``blocks`` given): ``radius`` is one R per model, ``inf`` for a model without one.
     """
 
