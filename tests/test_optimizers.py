@@ -51,12 +51,12 @@ def test_hand_designed_configs_dump_as_before() -> None:
 @pytest.mark.parametrize(
     ("optimizers", "message"),
     [
-        ({"sgd": {"checkpoint": "x.pt"}}, r"sgd: lr: Field required.*checkpoint: Extra inputs"),
-        ({"learned": {"lr": 0.1}}, r"learned: checkpoint: Field required"),
-        ({"sgd": {"lr": -1.0}}, r"sgd: lr: Input should be greater than 0"),
+        ({"sgd": {"checkpoint": "x.pt"}}, r"optimizers.sgd.lr: Field required.*optimizers.sgd.checkpoint: Extra inputs"),
+        ({"learned": {"lr": 0.1}}, r"optimizers.learned.checkpoint: Field required"),
+        ({"sgd": {"lr": -1.0}}, r"optimizers.sgd.lr: Input should be greater than 0"),
         ({"rmsprop": {"lr": 0.1}}, r"unknown optimizer 'rmsprop'"),
         ({}, r"at least 1 item"),
-        ({"learned": {"checkpoint": "x", "sha256": "abc"}}, r"sha256: String should match"),
+        ({"learned": {"checkpoint": "x", "sha256": "abc"}}, r"optimizers.learned.sha256: String should match"),
     ],
 )
 def test_bad_optimizer_configs_name_the_entry(optimizers: dict, message: str) -> None:

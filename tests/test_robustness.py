@@ -287,7 +287,8 @@ def test_grad_clip_inf_means_off_end_to_end(tmp_path):
     ({"optimizers": {"adam": {"lr": float("inf")}}}, "optimizers.adam.lr"),
     ({"ar": {"lambda0": [float("inf")]}}, "ar.lambda0.0"),
     ({"ar": {"lambda0": [1e300]}}, "ar.lambda0.0"),
-    ({"ar": {"alpha": [float("inf")]}}, "ar.alpha.0"),
+    ({"ar": {"decay": [float("inf")]}}, "ar.decay.0"),
+    ({"ar": {"alpha": [float("inf")]}}, "ar.decay.0"),  # the deprecated key names its new one
     ({"safeguards": {"trust_radius": float("inf")}}, "safeguards.trust_radius"),
     ({"seeds": [2**64]}, "seeds.0"),
     ({"training": {"epochs": 10**12}}, "training.epochs"),

@@ -76,8 +76,10 @@ def _validate(raw: Any) -> dict[str, AnyOptimizerCfg]:
         try:
             out[name] = cfg if isinstance(cfg, schema) else schema.model_validate(cfg)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{name}: {problems}") from None
+            # the full key of each problem (optimizers.adam.lr), as pydantic names the other fields
+            problems = "; ".join(f"{'.'.join(map(str, ('optimizers', name, *e['loc'])))}: {e['msg']}"
+                                 for e in exc.errors())
+            raise ValueError(problems) from None
     return out
 
 
