@@ -216,15 +216,17 @@ MAX_GROUP = 64  # models per stacked work item: bounds its memory
 
 def group_key(spec: RunSpec) -> str | None:
     """Runs with equal keys can be trained together as one stacked model: they share the
-    data set, training size, architecture, optimizer and training settings (not the seed,
-    λ or safeguards). None for a run whose gradient rule does not stack
+    data set, training size, architecture, optimizer, training settings and gradient rule
+    (not the seed, λ, the rule's parameters or safeguards: ERM runs do not pay a relative's
+    second pass). None for a run whose gradient rule does not stack
     (:func:`antireg.vectorised.stackable`), or whose optimizer is not SGD or Adam
     (a learned optimizer): it trains on its own."""
     from antireg.vectorised import stackable  # here: planning needs no torch until it batches
 
-    if not stackable(spec.rule) or isinstance(spec.optim, LearnedCfg):
+    if not stackable(spec.rule, spec.rule_params) or isinstance(spec.optim, LearnedCfg):
         return None
-    return json.dumps(spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"}), sort_keys=True)
+    return json.dumps({"rule": spec.rule, **spec.model_dump(mode="json", include=CONDITION_FIELDS - {"seed"})},
+                      sort_keys=True)
 
 
 class WorkItem(NamedTuple):
