@@ -353,7 +353,7 @@ def test_tampered_run_directories_are_reported_and_rerun(tmp_path, small_sweep, 
     assert again.n_run == 1 and f"{victim} is not a finished run" in capsys.readouterr().err
     runs = pd.read_csv(out / "results" / "killme.csv")
     assert len(runs) == len(first.runs) and runs["run_id"].is_unique and runs["seed"].dtype.kind == "i"
-    cols = ["run_id", "test_rmse", "rho"]
+    cols = ["run_id", "test_rmse", "output_scale_ratio"]
     pd.testing.assert_frame_equal(runs.sort_values("run_id")[cols].reset_index(drop=True),
                                   first.runs.sort_values("run_id")[cols].reset_index(drop=True))
 
