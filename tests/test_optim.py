@@ -433,6 +433,6 @@ def test_docs_snippets_run():
 
     text = (pathlib.Path(__file__).parents[1] / "docs" / "optim.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for code in blocks:
         exec(compile(code, "docs/optim.md", "exec"), {})
