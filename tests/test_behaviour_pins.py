@@ -7,7 +7,16 @@ of issue 14 (commit 40c3a39) with ``python tests/test_behaviour_pins.py``:
   finds its finished runs only when these stay put);
 - ``<config>-<trainer>.csv``: the runs table of a small grid of ``concrete_reg``,
   ``digits_cls`` and ``concrete_relatives``, trained one by one and (AR/L2/ERM) as one
-  stacked model. Every column except the wall times must be bit-identical.
+  stacked model. Every column except the wall times must match: text, integer and
+  boolean columns exactly, float columns to ``FLOAT_RTOL``.
+
+Why not every float bit for bit: on the machine that wrote them they are (set
+``ANTIREG_PINS_EXACT=1`` to demand it when checking a refactor there), but the float64
+evaluation (metrics, the spectral bound) runs through numpy's BLAS/LAPACK, whose kernels
+depend on the CPU: on another AMD EPYC the metrics moved by up to 1.9e-7 relative
+(an R² near zero amplifies a 5e-8 change of the MSE) and the bound by 1e-14, with every
+training column identical. A change of behaviour (an operation reordered in training, a
+different checkpoint, a λ off by its margin) moves them by far more.
 
 A renamed results column is compared under its new name through ``RENAMED``.
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +36,7 @@ GOLDEN = Path(__file__).parent / "golden" / "pins"
 # old column name → new column name, for columns renamed since the goldens were written
 RENAMED: dict[str, str] = {"alpha": "decay", "rho": "output_scale_ratio"}
 UNTIMED = ("wall_s",)
+FLOAT_RTOL = 1e-6  # float32 has ulp 6e-8: sixteen ulps, five times the largest cross-CPU difference seen
 
 # (config, trainer, overrides, seeds, fractions, optimizers)
 SMALL_GRIDS = [
@@ -93,12 +104,19 @@ def test_run_ids_of_packaged_configs_unchanged():
 
 
 @pytest.mark.parametrize("grid", SMALL_GRIDS, ids=[f"{g[0]}-{g[1]}" for g in SMALL_GRIDS])
-def test_small_grid_results_bit_identical(grid, tmp_path):
+def test_small_grid_results_unchanged(grid, tmp_path):
     name, trainer = grid[:2]
     want = _comparable(pd.read_csv(GOLDEN / f"{name}-{trainer}.csv"))
     got = _comparable(pd.read_csv(small_grid(*grid, tmp_path, _data_dir())))
     assert list(got.columns) == list(want.columns)
-    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    if os.environ.get("ANTIREG_PINS_EXACT") == "1":
+        pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+        return
+    floats = [c for c in want.columns if pd.api.types.is_float_dtype(want[c]) or pd.api.types.is_float_dtype(got[c])]
+    exact = [c for c in want.columns if c not in floats]
+    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True, check_dtype=False)
+    pd.testing.assert_frame_equal(got[floats].astype(float), want[floats].astype(float), check_exact=False,
+                                  rtol=FLOAT_RTOL, atol=0.0)  # fmt: skip
 
 
 if __name__ == "__main__":  # rewrite the goldens (only when a change of results is intended and explained)
