@@ -118,10 +118,11 @@ def build(size: str, method: str) -> Callable[[], object]:
     safeguards = {}
     if method == "ar":
         p = list(model.parameters())
+        penalty = ProximityPenalty(p, lam=-1e-3, center="init")
         safeguards = {
-            "penalty": ProximityPenalty(p, lam=-1e-3, center="init"),
+            "penalty": penalty,
             "clip": GradClip(p, max_norm=1.0),
-            "trust_region": TrustRegion(p, factor=1.0),
+            "trust_region": TrustRegion(p, factor=1.0, ref=penalty.center),  # one θ₀, as the sweep builds it
         }
     step = TrainStep(model, opt, make_rule(rule_name, **params), **safeguards)
     closure = lambda: loss_fn(model(xb), yb)  # noqa: E731

@@ -143,3 +143,16 @@ def test_report_into_an_unwritable_folder_exits_2(tmp_path, capsys):
     assert main(["report", str(out / "results"), "--out", str(blocker / "report")]) == 2
     err = capsys.readouterr().err
     assert "cannot write the report" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, stacked", [([], True), (["--no-vectorise"], False), (["--vectorise"], True)])
+def test_runs_train_stacked_by_default_and_one_by_one_with_no_vectorise(tmp_path, monkeypatch, flags, stacked):
+    from antireg.experiments import sweep as sweep_mod
+
+    items, real = [], sweep_mod.train_item
+    monkeypatch.setattr(sweep_mod, "train_item", lambda item, *a, **k: items.append(item) or real(item, *a, **k))
+    cfg = _write(tmp_path, TINY)
+    assert main(["run", "--config", str(cfg), "--output-dir", str(tmp_path / "out"), "--quiet", *flags]) == 0
+    assert sum(len(i.specs) for i in items) == 20
+    # stacked: one item per fraction (the linear model's runs share one group); else one per run
+    assert [i.vectorised for i in items] == ([True] * 2 if stacked else [False] * 20)

@@ -112,7 +112,7 @@ def test_a_failing_work_item_fails_only_its_runs(tmp_path, monkeypatch):
     real = sweep_mod.train_item
     monkeypatch.setattr(sweep_mod, "train_item", broken)
     with pytest.raises(SweepError, match="out of memory") as err:
-        run_sweep(CFG, tmp_path, progress=False)
+        run_sweep(CFG, tmp_path, progress=False, vectorise=False)  # one item per run
     assert "8 of 28 runs failed" in str(err.value)  # the no_trust_region runs: 2 λ₀ × 2 seeds × 2 fractions
     assert len(list((tmp_path / "experiments").iterdir())) == 20  # the others finished
 

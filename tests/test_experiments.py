@@ -305,12 +305,12 @@ def test_resume_after_interruption_runs_only_what_is_missing(tmp_path, monkeypat
         return real(item, *args, **kwargs)
 
     monkeypatch.setattr(sweep_mod, "train_item", dies_after_five)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(_cfg(), tmp_path, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # one run per work item (test_signals interrupts stacked ones)
+        run_sweep(_cfg(), tmp_path, progress=False, vectorise=False)
     assert not list((tmp_path / "results").iterdir())  # checked writable before training, nothing written
     (tmp_path / "experiments" / "stale-unfinished-dir").mkdir()  # a crash leftover without metrics
     monkeypatch.setattr(sweep_mod, "train_item", real)
-    result = run_sweep(_cfg(), tmp_path, progress=False)
+    result = run_sweep(_cfg(), tmp_path, progress=False, vectorise=False)
     total = len(expand(_cfg(), 442))
     assert (result.n_run, result.n_skipped) == (total - 5, 5)
     runs = pd.read_csv(tmp_path / "results" / "tiny.csv")

@@ -382,7 +382,7 @@ def test_full_disk_stops_at_the_first_failed_write_and_resumes(tmp_path, monkeyp
     monkeypatch.setattr(jobs, "train_run", lambda spec, *a: trained.append(spec) or real_train(spec, *a))
     monkeypatch.setattr(np, "save", save)
     with pytest.raises(OutputError) as err:
-        run_sweep(cfg, tmp_path, progress=False)
+        run_sweep(cfg, tmp_path, progress=False, vectorise=False)  # one run per work item: train_run counts them
     message = str(err.value)
     total = len(expand(cfg, 442))
     assert "No space left on device" in message and f"3 of {total} runs are saved" in message
@@ -391,7 +391,7 @@ def test_full_disk_stops_at_the_first_failed_write_and_resumes(tmp_path, monkeyp
     assert not [p.name for p in (tmp_path / "experiments").iterdir() if p.name.startswith(".")]
     assert not list((tmp_path / "results").iterdir())
     monkeypatch.setattr(np, "save", real_save)
-    assert run_sweep(cfg, tmp_path, progress=False).n_run == total - 3
+    assert run_sweep(cfg, tmp_path, progress=False, vectorise=False).n_run == total - 3
 
 
 def test_full_disk_at_the_results_lists_them_unwritten_and_leaves_no_temp_file(tmp_path, small_sweep, monkeypatch):

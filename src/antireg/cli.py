@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --executor ray: an existing Ray cluster (e.g. ray://head:10001); default a local instance")
     run.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
                      help="train on cpu, cuda, or auto (CUDA when present); default the config's device (auto)")
-    run.add_argument("--vectorise", action=argparse.BooleanOptionalAction, default=False,
-                     help="train runs sharing an architecture, training size and optimizer as one stacked model "
-                          "(default off)")
+    run.add_argument("--vectorise", action=argparse.BooleanOptionalAction, default=True,
+                     help="train runs sharing an architecture, training size, optimizer and gradient rule as one "
+                          "stacked model (default on; --no-vectorise trains them one by one)")
     run.add_argument("--tracking", choices=["mlflow"], default=None,
                      help="log each run to MLflow (default store: mlflow.db in the output dir)")
     run.add_argument("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI instead of the default store")
@@ -131,7 +131,6 @@ def _run(args: argparse.Namespace) -> int:
     from antireg.experiments.aggregate import edge_warnings
     from antireg.experiments.config import load_config
     from antireg.experiments.sweep import run_sweep
-    from antireg.report import write_report
 
     cfg = load_config(args.config, overrides=args.set or ())
     if args.add_baseline_zero:
@@ -140,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         from antireg.experiments.dryrun import dry_run
 
         print(dry_run(cfg, args.output_dir, args.data_dir, args.only_seed, args.only_fraction, args.only_optimizer,
-                      jobs=args.jobs, device=args.device).text())
+                      jobs=args.jobs, device=args.device, vectorise=args.vectorise).text())
         return 0
     if args.report:  # before training, not after it
         from antireg.experiments.storage import check_writable
@@ -152,6 +151,8 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device, vectorise=args.vectorise, tracking=args.tracking, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     if args.report:
+        from antireg.report import write_report  # matplotlib: seconds to import, only when asked
+
         paths = write_report(args.output_dir / "results", args.output_dir / "report", names=[cfg.experiment],
                              command=["antireg", *sys.argv[1:]])  # fmt: skip
     if not args.quiet:

@@ -190,13 +190,15 @@ def prepare(spec: RunSpec, data_dir: str | Path, device: str | torch.device = "c
     rule_params = dict(spec.rule_params)
     if spec.rule == "igr":  # IGR's step size h is the learning rate (a learned optimizer's step scale)
         rule_params.setdefault("lr", optimizer.param_groups[0]["lr"])
+    penalty = ProximityPenalty(params, resolved.lambda_n, spec.center) if resolved.lambda_n else None
+    theta0 = penalty.center if penalty is not None else None  # θ₀ held once when θ_c = θ₀
     step = TrainStep(
         model,
         optimizer,
         rule=make_rule(spec.rule, **rule_params),
-        penalty=ProximityPenalty(params, resolved.lambda_n, spec.center) if resolved.lambda_n else None,
+        penalty=penalty,
         clip=GradClip(params, spec.grad_clip) if spec.grad_clip is not None else None,
-        trust_region=TrustRegion(params, spec.trust_radius, spec.trust_factor) if use_trust else None,
+        trust_region=TrustRegion(params, spec.trust_radius, spec.trust_factor, ref=theta0) if use_trust else None,
     )
     loss_fn = squared_error if split.task == "regression" else cross_entropy
     return Prepared(spec, split, t, model, step, loss_fn, resolved)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from antireg.data import default_data_dir
 from antireg.experiments import aggregate, storage
-from antireg.experiments.build import resolve_device, train_run
+from antireg.experiments.build import resolve_device
 from antireg.experiments.config import ExperimentCfg
-from antireg.experiments.executors import sweep_settings
-from antireg.experiments.grid import run_units
-from antireg.experiments.jobs import warm_up
+from antireg.experiments.grid import WorkItem, make_work, run_units
+from antireg.experiments.jobs import train_item, warm_up
 from antireg.experiments.sweep import plan
 
 
@@ -23,7 +22,7 @@ class SweepPlan:
 
     experiment: str
     by_method: dict[str, tuple[int, int]]  # method (with ablation) → (runs, already finished)
-    seconds_per_unit: float  # per example × epoch, timed on the largest unfinished run
+    seconds_per_unit: float  # per example × epoch of a run, timed on the largest unfinished work item
     todo_units: int
     jobs: int
 
@@ -49,11 +48,12 @@ def _duration(seconds: float) -> str:
 def dry_run(
     cfg: ExperimentCfg, output_dir: str | Path = ".", data_dir: str | Path | None = None,
     seeds: list[int] | None = None, fractions: list[float] | None = None, optimizers: list[str] | None = None,
-    jobs: int = 1, device: str | None = None, calibration_epochs: int = 2,
+    jobs: int = 1, device: str | None = None, vectorise: bool = True, calibration_epochs: int = 2,
 ) -> SweepPlan:
     """The plan of :func:`~antireg.experiments.sweep.run_sweep` without running it: reads
-    the data and the experiments folder, trains one unfinished run for
-    ``calibration_epochs`` epochs in memory to time it, and writes nothing."""
+    the data and the experiments folder, trains the largest unfinished work item (one run,
+    or with ``vectorise`` a stacked batch of runs) for ``calibration_epochs`` epochs in
+    memory to time it, and writes nothing."""
     data_dir = Path(data_dir or default_data_dir()).resolve()
     specs = plan(cfg, data_dir, seeds, fractions, optimizers, output_dir)
     exp_dir = storage.experiments_dir(output_dir)
@@ -68,12 +68,12 @@ def dry_run(
             todo.append(spec)
     per_unit = 0.0
     if todo:
-        probe = max(todo, key=run_units)
-        epochs = min(calibration_epochs, probe.training.epochs)
-        probe = probe.model_copy(update={"training": probe.training.model_copy(update={"epochs": epochs})})
-        warm_up(probe, data_dir)
+        probe = max(make_work(specs, {s.run_id for s in todo}, vectorise), key=lambda w: sum(map(run_units, w.specs)))
+        epochs = min(calibration_epochs, probe.specs[0].training.epochs)
+        short = WorkItem(tuple(s.model_copy(update={"training": s.training.model_copy(update={"epochs": epochs})})
+                               for s in probe.specs), probe.vectorised)  # fmt: skip
+        warm_up(short.specs[0], data_dir)
         start = time.perf_counter()
-        with sweep_settings():
-            train_run(probe, data_dir, resolve_device(device or cfg.device))
-        per_unit = (time.perf_counter() - start) / (probe.n_train * epochs)
+        train_item(short, data_dir, resolve_device(device or cfg.device))
+        per_unit = (time.perf_counter() - start) / sum(s.n_train * epochs for s in short.specs)
     return SweepPlan(cfg.experiment, by_method, per_unit, sum(map(run_units, todo)), max(jobs, 1))

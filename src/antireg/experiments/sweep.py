@@ -175,7 +175,7 @@ def run_sweep(
     executor: str | None = None,
     ray_address: str | None = None,
     device: str | None = None,
-    vectorise: bool = False,
+    vectorise: bool = True,
     tracking: str | None = None,
     tracking_uri: str | None = None,
 ) -> SweepResult:
@@ -183,8 +183,9 @@ def run_sweep(
 
     ``executor``: ``local``, ``process`` (``jobs`` workers) or ``ray``; by default
     ``process`` when ``jobs`` > 1, else ``local``. ``device``: ``cpu``, ``cuda`` or
-    ``auto`` (default: the config's). ``vectorise``: train runs that share an
-    architecture, a training size and an optimizer together as one stacked model.
+    ``auto`` (default: the config's). ``vectorise`` (default on): train runs that
+    share an architecture, a training size, an optimizer and a gradient rule together as
+    one stacked model (:func:`~antireg.experiments.grid.group_key`); off, one by one.
     ``tracking="mlflow"``: log each trained run to MLflow (``tracking_uri``, default
     a SQLite store in ``output_dir``).
 
