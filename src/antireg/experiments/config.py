@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from antireg.errors import ConfigError  # noqa: F401 - re-exported: its old home
-from antireg.optimizers import OptimizerCfg, Optimizers  # noqa: F401 - OptimizerCfg re-exported: its old home
+from antireg.optimizers import BIG, OptimizerCfg, Optimizers  # noqa: F401 - OptimizerCfg re-exported: its old home
 from antireg.spectral import ETA
 
 # The safeguards each safeguard ablation switches off for its AR runs; the other two ablations
@@ -43,7 +43,6 @@ MAX_DEPTH = 20  # nesting levels of a config file
 MAX_CONFIG_BYTES = 1 << 20
 MAX_GRID = 10_000  # combinations of one relative's parameter grid
 SEED_MAX = 2**32 - 1  # numpy and torch generators take any seed up to here
-BIG = 1e6  # bound of rates, λ₀, weight decay and the like: far beyond any sensible value, far from overflow
 
 
 def memory_bytes() -> int:

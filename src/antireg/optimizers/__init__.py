@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 OPTIMIZER_NAMES = ("sgd", "adam", "learned")  # the kinds; a sweep's names are these, each with an optional _label
 NAME_PATTERN = re.compile(r"^(sgd|adam|learned)(_[a-z0-9]+)?$")
-BIG = 1e6  # the bound of every rate and decay (as antireg.experiments.config.BIG)
+BIG = 1e6  # bound of rates, λ₀, weight decay and the like in every config: far beyond sense, far from overflow
 
 
 class _Strict(BaseModel):
