@@ -129,3 +129,37 @@ def test_fixed_budget_with_replacement_is_the_learned_optimizer_protocol():
     best = fit(model, step, squared_error, (X, y), (X, y), epochs=3, batch_size=16,
                generator=torch.Generator().manual_seed(7), replacement=True, max_steps=11)
     assert best.best_val_loss == min(h["val_loss"] for h in best.history)
+
+
+def test_the_loop_keeps_no_array_per_epoch():
+    """A long fit must let each epoch's activations be reused by the next. A small array
+    kept per epoch on the C heap (the loop once kept a numpy mask per epoch in its log)
+    lands in the block the freed activations left, so the next epoch's do not fit there
+    and glibc grows the heap: by about an activation an epoch, 6 GB over a packaged sweep.
+    numpy's data allocations show in tracemalloc (their own domain), so count those alive
+    between an early and a late epoch: the per-epoch log must hold Python objects only."""
+    import tracemalloc
+
+    from antireg.rules import make_rule
+    from antireg.vectorised import StackedStepper, fit_stacked
+
+    numpy_domain = tracemalloc.DomainFilter(True, 389047)  # numpy's NPY_TRACE_DOMAIN
+    M, n = 3, 40
+    torch.manual_seed(0)
+    models = [make_model("mlp", 5, 1, 8, 1) for _ in range(M)]
+    steps = [TrainStep(m, torch.optim.SGD(m.parameters(), lr=1e-3), make_rule("erm")) for m in models]
+    data = [(torch.randn(n, 5), torch.randn(n)) for _ in range(M)]
+    counts, real = [], StackedStepper.val_losses
+
+    def counted(self):  # once an epoch
+        counts.append(len(tracemalloc.take_snapshot().filter_traces([numpy_domain]).traces))
+        return real(self)
+
+    StackedStepper.val_losses = counted
+    tracemalloc.start()
+    try:
+        fit_stacked(models, steps, squared_error, data, [(x[:10], y[:10]) for x, y in data], 120)
+    finally:
+        tracemalloc.stop()
+        StackedStepper.val_losses = real
+    assert counts[110] - counts[10] < 5, f"{counts[110] - counts[10]} numpy arrays kept over 100 epochs"

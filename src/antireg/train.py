@@ -242,7 +242,9 @@ def fit_stepper(
             _mean(loss, ran, used), val_loss, _mean(norm, ran, used),
             (clipped * ran).sum(1).astype(int), (projected * ran).sum(1).astype(int), used,
         )  # fmt: skip
-        epoch_logs.append((ran_now, [c.tolist() for c in columns]))
+        # Python lists, not arrays: a small array kept per epoch on the C heap splits the block the
+        # freed activations left, so glibc grows the heap by about an activation an epoch
+        epoch_logs.append((ran_now.tolist(), [c.tolist() for c in columns]))
         if improved.any():
             stepper.keep(improved)
         if not active.any():
