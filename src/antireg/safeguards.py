@@ -168,7 +168,9 @@ def row_distances(rows: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     temporary the size of θ: the differences of at most :data:`DISTANCE_CHUNK` columns at a
     time go into one bounded buffer, and the distance is the norm of the chunks' norms (for
     P ≤ DISTANCE_CHUNK the norm of θ − θ_ref itself, bit for bit: √(x²) = |x| in floating point)."""
-    buffer = torch.empty(rows.shape[0], min(DISTANCE_CHUNK, rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    if rows.shape[1] <= DISTANCE_CHUNK:  # one chunk: the same bits, without the chunking's dispatches
+        return torch.linalg.vector_norm(rows - ref, dim=1, keepdim=True)
+    buffer = torch.empty(rows.shape[0], DISTANCE_CHUNK, dtype=rows.dtype, device=rows.device)
     norms = [torch.linalg.vector_norm(torch.sub(r, c, out=buffer[:, : r.shape[1]]), dim=1)
              for r, c in zip(rows.split(DISTANCE_CHUNK, dim=1), ref.split(DISTANCE_CHUNK, dim=1))]  # fmt: skip
     return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1, keepdim=True)
