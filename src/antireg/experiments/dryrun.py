@@ -10,7 +10,7 @@ from antireg.data import default_data_dir
 from antireg.experiments import aggregate, storage
 from antireg.experiments.build import resolve_device
 from antireg.experiments.config import ExperimentCfg
-from antireg.experiments.grid import WorkItem, make_work, run_units
+from antireg.experiments.grid import WorkItem, make_work
 from antireg.experiments.jobs import train_item, warm_up
 from antireg.experiments.sweep import plan
 
@@ -18,19 +18,16 @@ from antireg.experiments.sweep import plan
 @dataclass(frozen=True)
 class SweepPlan:
     """What ``antireg run --dry-run`` prints: runs by method, how many are finished, and
-    the estimated training time from one short calibration run (nothing is written)."""
+    the estimated training time from short calibration runs (nothing is written)."""
 
     experiment: str
     by_method: dict[str, tuple[int, int]]  # method (with ablation) → (runs, already finished)
-    seconds_per_unit: float  # per example × epoch of a run, timed on the largest unfinished work item
-    seconds_per_run: float  # what a run costs whatever its epochs: building, spectrum, evaluation
-    todo_units: int
-    todo_runs: int
+    work_s: float  # one process's seconds for every unfinished work item, from the calibration
     jobs: int
 
     @property
     def estimate_s(self) -> float:
-        return (self.seconds_per_unit * self.todo_units + self.seconds_per_run * self.todo_runs) / self.jobs
+        return self.work_s / self.jobs
 
     def text(self) -> str:
         total, done = (sum(v[i] for v in self.by_method.values()) for i in (0, 1))
@@ -39,7 +36,7 @@ class SweepPlan:
         lines += [f"  {m:<{width}}  {n:>5} runs  {d:>5} done" for m, (n, d) in self.by_method.items()]
         if total > done:
             lines.append(f"estimated training time: {_duration(self.estimate_s)} with {self.jobs} job(s) "
-                         "(from a short calibration run; nothing was written)")
+                         "(from short calibration runs; nothing was written)")
         return "\n".join(lines)
 
 
@@ -50,14 +47,16 @@ def _duration(seconds: float) -> str:
 def dry_run(
     cfg: ExperimentCfg, output_dir: str | Path = ".", data_dir: str | Path | None = None,
     seeds: list[int] | None = None, fractions: list[float] | None = None, optimizers: list[str] | None = None,
-    jobs: int = 1, device: str | None = None, vectorise: bool = True, calibration_epochs: tuple[int, int] = (2, 12),
+    jobs: int = 1, device: str | None = None, vectorise: bool = True, calibration_epochs: tuple[int, int] = (2, 32),
 ) -> SweepPlan:
     """The plan of :func:`~antireg.experiments.sweep.run_sweep` without running it: reads
-    the data and the experiments folder, trains the largest unfinished work item (one run,
-    or with ``vectorise`` a stacked batch of runs) in memory for each of the two
-    ``calibration_epochs`` counts to time it, and writes nothing. The difference of the two
-    times gives the cost of an epoch, the rest the fixed cost of a run (building it, its
-    spectrum, its evaluation), which dominates a short calibration of a stacked batch."""
+    the data and the experiments folder, times work items in memory, and writes nothing.
+
+    The smallest and the largest unfinished work item (one run, or with ``vectorise`` a
+    stacked batch of runs) each train for both ``calibration_epochs`` counts: the
+    difference gives the item's cost of an epoch, the rest its fixed cost (building the
+    runs, spectra, evaluation). An epoch is modelled as ``b + c·(examples of the item)``
+    through the two items, the fixed cost as one amount per run."""
     data_dir = Path(data_dir or default_data_dir()).resolve()
     specs = plan(cfg, data_dir, seeds, fractions, optimizers, output_dir)
     exp_dir = storage.experiments_dir(output_dir)
@@ -70,22 +69,37 @@ def dry_run(
         by_method[key] = (n + 1, d + finished)
         if not finished:
             todo.append(spec)
-    per_unit = per_run = 0.0
-    if todo:
-        probe = max(make_work(specs, {s.run_id for s in todo}, vectorise), key=lambda w: sum(map(run_units, w.specs)))
-        warm_up(probe.specs[0], data_dir)
-        units, seconds = [], []
-        for epochs in calibration_epochs:
-            epochs = min(epochs, probe.specs[0].training.epochs)
-            short = WorkItem(tuple(s.model_copy(update={"training": s.training.model_copy(update={"epochs": epochs})})
-                                   for s in probe.specs), probe.vectorised)  # fmt: skip
-            start = time.perf_counter()
-            train_item(short, data_dir, resolve_device(device or cfg.device))
-            seconds.append(time.perf_counter() - start)
-            units.append(sum(s.n_train * epochs for s in short.specs))
-        if units[1] > units[0]:
-            per_unit = max(seconds[1] - seconds[0], 0.0) / (units[1] - units[0])
-        per_run = max(seconds[0] - per_unit * units[0], 0.0) / len(probe.specs)
-        if per_unit == 0.0:  # one length only (one-epoch runs) or timing noise: all of it per unit
-            per_unit, per_run = seconds[0] / units[0], 0.0
-    return SweepPlan(cfg.experiment, by_method, per_unit, per_run, sum(map(run_units, todo)), len(todo), max(jobs, 1))
+    items = make_work(specs, {s.run_id for s in todo}, vectorise)
+    work_s = 0.0
+    if items:
+        warm_up(items[0].specs[0], data_dir)
+        by_size = sorted(items, key=_examples)
+        (x0, epoch0, fixed0), (x1, epoch1, fixed1) = (_calibrate(i, calibration_epochs, data_dir, device or cfg.device)
+                                                      for i in (by_size[0], by_size[-1]))  # fmt: skip
+        slope = (epoch1 - epoch0) / (x1 - x0) if x1 > x0 else epoch1 / x1
+        base = max(epoch1 - slope * x1, 0.0)
+        per_run = (fixed0 + fixed1) / (len(by_size[0].specs) + len(by_size[-1].specs))
+        work_s = sum(per_run * len(i.specs) + i.specs[0].training.epochs * (base + slope * _examples(i)) for i in items)
+    return SweepPlan(cfg.experiment, by_method, work_s, max(jobs, 1))
+
+
+def _examples(item: WorkItem) -> int:
+    """Training examples one epoch of ``item`` passes over, all its runs together."""
+    return sum(s.n_train for s in item.specs)
+
+
+def _calibrate(item: WorkItem, epochs: tuple[int, int], data_dir: Path, device: str) -> tuple[int, float, float]:
+    """(examples, seconds per epoch, fixed seconds) of ``item``, from training it for both
+    ``epochs`` counts (at most its own)."""
+    counts = sorted({min(e, item.specs[0].training.epochs) for e in epochs})
+    seconds = []
+    for e in counts:
+        short = WorkItem(tuple(s.model_copy(update={"training": s.training.model_copy(update={"epochs": e})})
+                               for s in item.specs), item.vectorised)  # fmt: skip
+        start = time.perf_counter()
+        train_item(short, data_dir, resolve_device(device))
+        seconds.append(time.perf_counter() - start)
+    if len(counts) == 1:  # one-epoch runs: all of it per epoch
+        return _examples(item), seconds[0] / counts[0], 0.0
+    per_epoch = max(seconds[1] - seconds[0], 0.0) / (counts[1] - counts[0])
+    return _examples(item), per_epoch, max(seconds[0] - per_epoch * counts[0], 0.0)
