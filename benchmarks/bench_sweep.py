@@ -17,8 +17,9 @@
    (vectorised, one process), ``--no-vectorise`` and ``--jobs 2``, each a fresh
    ``antireg run`` subprocess, and the two sweeps' total per mode (issue 14's target: both
    with the default flags under 3 minutes on 2 cores): wall time, and peak memory
-   (resident memory of the driver and its workers, summed, sampled every 0.2 s). With ``--sweep-seeds K`` each sweep runs K
-   of its 5 seeds and the wall time is extrapolated ×5/K (memory as measured).
+   (resident memory of the driver and its workers, summed, sampled every 0.2 s). With
+   ``--sweep-seeds K`` each sweep runs K of its 5 seeds and the wall time is extrapolated
+   ×5/K (memory as measured).
 
 Item 1 reports runs per wall-clock second and per CPU second (this process and its
 finished children). On a machine shared with other work, wall-clock rates depend on
@@ -169,7 +170,8 @@ def main() -> None:
     data_dir = Path(default_data_dir()).resolve()
     print(f"Concrete grid: 40 runs (MLP 8-64-64-1, 8 seeds x 5 lambda0, SGD with momentum, full batch), "
           f"{args.epochs} epochs; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
-    runs_per_second(grid(1, args.fractions[0]), vectorise=False)  # untimed: one-time imports and data loading, shared by all paths
+    # untimed: one-time imports and data loading, shared by all paths
+    runs_per_second(grid(1, args.fractions[0]), vectorise=False)
     print("| grid | fraction (n) | path | runs/s (wall) | vs sequential | runs per CPU-s | vs sequential | target |")
     print("|---|---|---|---|---|---|---|---|")
     flops = []

@@ -131,7 +131,7 @@ def test_fixed_budget_with_replacement_is_the_learned_optimizer_protocol():
     assert best.best_val_loss == min(h["val_loss"] for h in best.history)
 
 
-def test_the_loop_keeps_no_array_per_epoch():
+def test_the_loop_keeps_no_array_per_epoch(monkeypatch):
     """A long fit must let each epoch's activations be reused by the next. A small array
     kept per epoch on the C heap (the loop once kept a numpy mask per epoch in its log)
     lands in the block the freed activations left, so the next epoch's do not fit there
@@ -155,11 +155,10 @@ def test_the_loop_keeps_no_array_per_epoch():
         counts.append(len(tracemalloc.take_snapshot().filter_traces([numpy_domain]).traces))
         return real(self)
 
-    StackedStepper.val_losses = counted
+    monkeypatch.setattr(StackedStepper, "val_losses", counted)
     tracemalloc.start()
     try:
         fit_stacked(models, steps, squared_error, data, [(x[:10], y[:10]) for x, y in data], 120)
     finally:
         tracemalloc.stop()
-        StackedStepper.val_losses = real
     assert counts[110] - counts[10] < 5, f"{counts[110] - counts[10]} numpy arrays kept over 100 epochs"

@@ -47,7 +47,8 @@ def _duration(seconds: float) -> str:
 def dry_run(
     cfg: ExperimentCfg, output_dir: str | Path = ".", data_dir: str | Path | None = None,
     seeds: list[int] | None = None, fractions: list[float] | None = None, optimizers: list[str] | None = None,
-    jobs: int = 1, device: str | None = None, vectorise: bool = True, calibration_epochs: tuple[int, int] = (2, 32),
+    jobs: int = 1, device: str | None = None, vectorise: bool = True,
+    calibration_epochs: tuple[int, int] = (2, 32),
 ) -> SweepPlan:
     """The plan of :func:`~antireg.experiments.sweep.run_sweep` without running it: reads
     the data and the experiments folder, times work items in memory, and writes nothing.
@@ -74,11 +75,12 @@ def dry_run(
     if items:
         warm_up(items[0].specs[0], data_dir)
         by_size = sorted(items, key=_examples)
-        (x0, epoch0, fixed0), (x1, epoch1, fixed1) = (_calibrate(i, calibration_epochs, data_dir, device or cfg.device)
-                                                      for i in (by_size[0], by_size[-1]))  # fmt: skip
+        ends = [by_size[0], by_size[-1]] if len(by_size) > 1 else by_size  # one item: timed once
+        timed = [_calibrate(i, calibration_epochs, data_dir, device or cfg.device) for i in ends]
+        (x0, epoch0, _), (x1, epoch1, _) = timed[0], timed[-1]
         slope = (epoch1 - epoch0) / (x1 - x0) if x1 > x0 else epoch1 / x1
         base = max(epoch1 - slope * x1, 0.0)
-        per_run = (fixed0 + fixed1) / (len(by_size[0].specs) + len(by_size[-1].specs))
+        per_run = sum(fixed for _, _, fixed in timed) / sum(len(i.specs) for i in ends)
         work_s = sum(per_run * len(i.specs) + i.specs[0].training.epochs * (base + slope * _examples(i)) for i in items)
     return SweepPlan(cfg.experiment, by_method, work_s, max(jobs, 1))
 
