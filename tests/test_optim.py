@@ -323,6 +323,27 @@ def test_antireg_equals_trainstep_and_hand_computed():
 
 
 @pytest.mark.filterwarnings("ignore:AntiReg. no spectrum")
+def test_antireg_zero_center_steps_along_g_plus_lambda_theta():
+    """center="zero" (SPEC §1's default θ_c = 0): two SGD steps by hand, θ ← θ − lr·(∇L + λθ),
+    each clipped; θ₀ kept only by the trust region, and not at all without one."""
+    model, ref = mlp(), mlp()
+    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, max_norm=0.3, center="zero", lr=0.5)
+    assert opt.penalty.center is None and opt.trust_region is None  # nothing of θ₀ is kept
+    p = [q.detach().clone().requires_grad_() for q in ref.parameters()]
+    for _ in range(2):
+        opt.step(torch_closure(model, opt))
+        out = torch.func.functional_call(ref, dict(zip([n for n, _ in ref.named_parameters()], p)), (X,))
+        g = [gi - 0.05 * pi.detach() for gi, pi in zip(torch.autograd.grad(F.mse_loss(out, Y), p), p)]
+        norm = float(torch.sqrt(sum((gi**2).sum() for gi in g)))
+        c = min(1.0, 0.3 / (norm + 1e-12))
+        p = [(pi.detach() - 0.5 * c * gi).requires_grad_() for pi, gi in zip(p, g)]
+    for pa, want in zip(model.parameters(), p):
+        torch.testing.assert_close(pa, want.detach(), rtol=1e-12, atol=1e-12)
+    with_region = aopt.AntiReg(mlp().parameters(), torch.optim.SGD, lam=-0.05, radius=0.1, center="zero", lr=0.5)
+    assert with_region.penalty.center is None and with_region.trust_region.ref is not None
+
+
+@pytest.mark.filterwarnings("ignore:AntiReg. no spectrum")
 @pytest.mark.parametrize("flat", [False, True])
 def test_antireg_keeps_one_copy_of_theta0(flat):
     """The penalty centre and the trust-region reference are the same memory (one θ₀)."""

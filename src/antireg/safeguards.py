@@ -163,14 +163,24 @@ def snapshot(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 DISTANCE_CHUNK = 1 << 16  # columns per pass of row_distances: its temporary is (M, 65536) at most
 
 
-def row_distances(rows: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+def distance_buffer(rows: torch.Tensor) -> torch.Tensor:
+    """The scratch space :func:`row_distances` works in for (M, P) ``rows``: (M, min(P, chunk))."""
+    return torch.empty(rows.shape[0], min(rows.shape[1], DISTANCE_CHUNK), dtype=rows.dtype, device=rows.device)
+
+
+def row_distances(rows: torch.Tensor, ref: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
     """‖θ − θ_ref‖ of each row of (M, P) ``rows`` and ``ref``, as (M, 1), without a
     temporary the size of θ: the differences of at most :data:`DISTANCE_CHUNK` columns at a
     time go into one bounded buffer, and the distance is the norm of the chunks' norms (for
-    P ≤ DISTANCE_CHUNK the norm of θ − θ_ref itself, bit for bit: √(x²) = |x| in floating point)."""
-    if rows.shape[1] <= DISTANCE_CHUNK:  # one chunk: the same bits, without the chunking's dispatches
-        return torch.linalg.vector_norm(rows - ref, dim=1, keepdim=True)
-    buffer = torch.empty(rows.shape[0], DISTANCE_CHUNK, dtype=rows.dtype, device=rows.device)
+    P ≤ DISTANCE_CHUNK the norm of θ − θ_ref itself, bit for bit: √(x²) = |x| in floating point).
+    ``buffer``: a :func:`distance_buffer` kept by the caller, so that no step allocates one
+    (fresh pages cost more than the arithmetic for a model of a few MB)."""
+    if buffer is None:
+        if rows.shape[1] <= DISTANCE_CHUNK:  # one chunk: the same bits, without the chunking's dispatches
+            return torch.linalg.vector_norm(rows - ref, dim=1, keepdim=True)
+        buffer = distance_buffer(rows)
+    if rows.shape[1] <= buffer.shape[1]:
+        return torch.linalg.vector_norm(torch.sub(rows, ref, out=buffer[:, : rows.shape[1]]), dim=1, keepdim=True)
     norms = [torch.linalg.vector_norm(torch.sub(r, c, out=buffer[:, : r.shape[1]]), dim=1)
              for r, c in zip(rows.split(DISTANCE_CHUNK, dim=1), ref.split(DISTANCE_CHUNK, dim=1))]  # fmt: skip
     return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1, keepdim=True)
@@ -206,6 +216,7 @@ class TrustRegion(_Counted):
         self._flat = flat_view(self._data)
         self._ref = [t.detach() for t in ref] if ref is not None else snapshot(self._data)
         self._flat_ref = None
+        self._buffer: torch.Tensor | None = None
         if self._flat is not None:
             self._flat_ref = flat_view(self._ref)
             if self._flat_ref is None:  # a given reference in pieces: one flat copy serves the fast path
@@ -236,7 +247,12 @@ class TrustRegion(_Counted):
         # one row per model: a single model's flat buffer is a stack of one
         stacked = self.blocks is not None
         rows, ref = (self._data[0], self._ref[0]) if stacked else (self._flat[None], self._flat_ref[None])
-        dist = row_distances(rows, ref)
+        if stacked:
+            dist = row_distances(rows, ref)
+        else:  # one model: its scratch buffer is small (one chunk) and kept, as the step runs it every time
+            if self._buffer is None:
+                self._buffer = distance_buffer(rows)
+            dist = row_distances(rows, ref, self._buffer)
         fired = dist.double() > self.radius
         # only the rows that fired are rewritten, in place: a model inside its region keeps θ
         # bit for bit, and a step where none fired costs one pass (one host sync on a GPU)

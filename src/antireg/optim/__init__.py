@@ -31,7 +31,7 @@ import warnings
 from contextlib import nullcontext
 from functools import cached_property
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import torch
 
@@ -283,7 +283,7 @@ class _TwoSteps(RuleOptimizer):
         loss_fn(model(x), y).backward(); opt.first_step(zero_grad=True)   # θ ← θ + ε̂(g)
         loss_fn(model(x), y).backward(); opt.second_step(zero_grad=True)  # θ back, step along the rule
 
-    The same arithmetic as ``step(closure)`` (the rule's ``epsilon`` and ``combine``). Unlike
+    The same arithmetic as ``step(closure)`` (the rule's ``perturbation`` and ``combine``). Unlike
     ``step``, the second forward pass updates BatchNorm's running statistics again unless
     the loop prevents it, and there is no GradScaler path: use ``step(closure, scaler)`` for AMP.
     """
@@ -299,9 +299,9 @@ class _TwoSteps(RuleOptimizer):
         params = self._params()
         first = self._read(params)
         view = SimpleNamespace(params=params, names=self._names_of(params))
-        eps = self.rule.epsilon(view, first)
+        direction, scale = self.rule.perturbation(view, first)
         saved = [p.detach().clone() for p in params]
-        torch._foreach_add_(params, eps)
+        torch._foreach_add_(params, direction, alpha=scale)  # θ + c·d, rounded as step(closure) rounds it
         self._pending = (saved, first)
         if zero_grad:
             self.zero_grad()
@@ -391,8 +391,12 @@ class GAM(_TwoSteps):
 class AntiReg(RuleOptimizer):
     """Anti-Regularization (Kim, Jeong, Oh 2025, arXiv:2508.17412) around any base optimizer:
 
-        g ← rule gradient + λ(θ − θ₀);  clip ‖g‖ to ``max_norm``;  base step;
+        g ← rule gradient + λ(θ − θ_c);  clip ‖g‖ to ``max_norm``;  base step;
         project θ onto ‖θ − θ₀‖ ≤ R (``radius``, or ``radius_factor``·‖θ₀‖).
+
+    ``center``: θ_c = θ₀, the parameters at construction (``"init"``, the default here:
+    with it the NTK spectrum of :mod:`antireg.ntk` bounds λ exactly), or θ_c = 0
+    (``"zero"``, SPEC §1's default and the sweeps'; then only a trust region keeps θ₀).
 
     ``lam``: the signed coefficient (λ < 0 is AR, per-sample scale of v4). With the
     kernel/Gram eigenvalues ``eigs`` of the n training points (``n``) — linear
@@ -400,7 +404,8 @@ class AntiReg(RuleOptimizer):
     region λ > −(1−η)μ_min/n (:func:`antireg.safeguards.spectral_clamp`); without a
     spectrum a warning says once that the trust region is the safeguard.
     ``r_clip``, ``r_proj``: the fractions of steps clipped / projected so far.
-    The penalty and the trust region share one copy of θ₀. Instead of ``lam``, a
+    The penalty and the trust region share one copy of θ₀, the only memory AR adds
+    (none with ``center="zero"`` and no trust region). Instead of ``lam``, a
     ``schedule`` (:mod:`antireg.schedules`, e.g. ``power_law(-1e-3, 1.0, n0=64)``) and the
     training size ``n`` give λ = schedule(n).
     """
@@ -420,6 +425,7 @@ class AntiReg(RuleOptimizer):
         eta: float = ETA,
         rule: Rule | None = None,
         schedule: Schedule | None = None,
+        center: Literal["init", "zero"] = "init",
         **kw: Any,
     ) -> None:
         if (lam is None) == (schedule is None):
@@ -439,7 +445,7 @@ class AntiReg(RuleOptimizer):
             warnings.warn("AntiReg: no spectrum given (eigs, n), so the trust region is the safeguard", stacklevel=2)
             AntiReg._warned = True
         params_ = self._params()
-        self.penalty = ProximityPenalty(params_, lam, center="init")
+        self.penalty = ProximityPenalty(params_, lam, center=center)
         self.clip = GradClip(params_, max_norm) if max_norm is not None else None
         self.trust_region = None
         if radius is not None or radius_factor is not None:

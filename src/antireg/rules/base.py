@@ -61,16 +61,17 @@ def frozen_norm_stats(model: nn.Module) -> ContextManager[None]:
 
 
 @contextmanager
-def perturbed(params: Sequence[torch.Tensor], delta: Sequence[torch.Tensor]) -> Iterator[None]:
-    """θ ← θ + δ inside the block; afterwards θ is restored exactly (θ itself, not θ + δ − δ).
+def perturbed(params: Sequence[torch.Tensor], delta: Sequence[torch.Tensor], alpha: float = 1.0) -> Iterator[None]:
+    """θ ← θ + α·δ inside the block; afterwards θ is restored exactly (θ itself, not θ + δ − δ).
 
-    The parameters point to new tensors θ + δ for the block and back to their own
+    The parameters point to new tensors θ + α·δ for the block and back to their own
     storage after it: one pass over θ instead of a saved copy, an in-place add and a
-    copy back (what a large model's step pays for)."""
+    copy back (what a large model's step pays for). A rule's step ε̂ = c·d is taken as
+    ``perturbed(params, d, c)``: one pass, without ε̂ itself as a tensor."""
     params = list(params)
     own = [p.data for p in params]
     with torch.no_grad():
-        shifted = torch._foreach_add(own, list(delta))
+        shifted = torch._foreach_add(own, list(delta), alpha=alpha)
     for p, s in zip(params, shifted):
         p.data = s
     try:
@@ -87,8 +88,9 @@ def grad_of(objective: torch.Tensor, params: Sequence[torch.Tensor], create_grap
 
 
 def dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
-    """⟨x, y⟩ summed over all tensors (the products as one foreach op, then each summed)."""
-    return torch.stack([t.sum() for t in torch._foreach_mul(list(xs), list(ys))]).sum()
+    """⟨x, y⟩ summed over all tensors: one ``torch.dot`` per tensor, so no product the size
+    of θ is ever held (differentiable, as the Hessian-vector products need)."""
+    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).sum()
 
 
 def mul(xs: Sequence[torch.Tensor], c: float) -> Grads:
@@ -97,9 +99,14 @@ def mul(xs: Sequence[torch.Tensor], c: float) -> Grads:
     return torch._foreach_mul(list(xs), torch.tensor(c, dtype=torch.float64))
 
 
+def norm_scale(radius: float, xs: Sequence[torch.Tensor]) -> float:
+    """c = radius/‖x‖, the factor that makes c·x a step of length ``radius`` along x."""
+    return radius / (float(global_norm(xs)) + NORM_EPS)
+
+
 def scaled_to(radius: float, xs: Sequence[torch.Tensor]) -> Grads:
     """radius · x/‖x‖: a step of length ``radius`` along x."""
-    return mul(xs, radius / (float(global_norm(xs)) + NORM_EPS))
+    return mul(xs, norm_scale(radius, xs))
 
 
 def add(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], alpha: float = 1.0) -> Grads:
@@ -232,6 +239,12 @@ class Rule:
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
         """(plain mean loss at θ, the rule's gradient g at θ)."""
         raise NotImplementedError
+
+    def epsilon(self, batch: Batch, first: Grads) -> Grads:
+        """The step ε̂ = c·d to the second evaluation point, as a tensor per parameter, for
+        the rules that take one (``perturbation(batch, first) -> (d, c)``): what a hand-written
+        loop or the stacked trainer adds to θ; the rule's own ``gradient`` adds c·d in one pass."""
+        return mul(*self.perturbation(batch, first))  # type: ignore[attr-defined]
 
     def __call__(self, model: nn.Module, closure: Batch | Closure | Sequence[Closure]) -> torch.Tensor:
         batch = as_batch(model, closure)

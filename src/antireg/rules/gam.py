@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, perturbed, scaled_to
+from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, norm_scale, perturbed
 from antireg.safeguards import global_norm
 
 
@@ -43,9 +43,10 @@ class GAM(Rule):
         self.rho_sam = float(rho_sam)
         self.beta = float(beta)
 
-    def epsilon(self, batch: Batch, first: tuple[Grads, Grads]) -> Grads:
-        """The ascent θᵃᵈᵛ − θ = ρ f/‖f‖ from (g, Hg) at θ: f/‖f‖ = Hg/‖Hg‖, the 1/‖g‖ in f cancels."""
-        return scaled_to(self.rho, first[1])
+    def perturbation(self, batch: Batch, first: tuple[Grads, Grads]) -> tuple[Grads, float]:
+        """The ascent θᵃᵈᵛ − θ = ρ f/‖f‖ from (g, Hg) at θ, as (d, c) = (Hg, ρ/‖Hg‖):
+        f/‖f‖ = Hg/‖Hg‖, the 1/‖g‖ in f cancels."""
+        return first[1], norm_scale(self.rho, first[1])
 
     def combine(self, first: tuple[Grads, Grads], second: tuple[Grads, Grads]) -> Grads:
         """g + α ∇R¹_ρ from (g, Hg) at θ and (g, Hg) at θᵃᵈᵛ."""
@@ -54,11 +55,11 @@ class GAM(Rule):
 
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
         loss, g, hg = batch.grad_hvp()
-        with perturbed(batch.params, self.epsilon(batch, (g, hg))):
+        with perturbed(batch.params, *self.perturbation(batch, (g, hg))):
             _, g_adv, hg_adv = batch.grad_hvp()
         update = self.combine((g, hg), (g_adv, hg_adv))
         if self.beta != 0:
-            with perturbed(batch.params, scaled_to(self.rho_sam, g)):
+            with perturbed(batch.params, g, norm_scale(self.rho_sam, g)):
                 _, g_sam = batch.grad()
             update = add(update, torch._foreach_sub(g_sam, g), alpha=self.beta)
         return loss, update

@@ -44,9 +44,9 @@ class GradientNorm(Rule):
         """s = +1 for the forward difference (ascent step), −1 for the backward one."""
         return 1.0 if self.mode == "fd_forward" else -1.0
 
-    def epsilon(self, batch: Batch, g: Grads) -> Grads:
-        """The finite-difference step ε̂ = sεg (``fd_*`` modes)."""
-        return mul(g, self._sign() * self.eps)
+    def perturbation(self, batch: Batch, g: Grads) -> tuple[Grads, float]:
+        """The finite-difference step ε̂ = sεg (``fd_*`` modes), as (d, c) = (g, sε)."""
+        return g, self._sign() * self.eps
 
     def combine(self, g: Grads, g_shift: Grads) -> Grads:
         """(1 − c) g + c ∇L(θ + ε̂) with c = sγ/ε, from g = ∇L(θ) and g_shift = ∇L(θ + ε̂)."""
@@ -58,7 +58,7 @@ class GradientNorm(Rule):
             loss, g, hg = batch.grad_hvp()
             return loss, add(g, hg, alpha=self.gamma)
         loss, g = batch.grad()
-        with perturbed(batch.params, self.epsilon(batch, g)):
+        with perturbed(batch.params, *self.perturbation(batch, g)):
             _, g_shift = batch.grad()
         return loss, self.combine(g, g_shift)
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, dot, mul, perturbed, scaled_to
-from antireg.safeguards import global_norm
+from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, dot, mul, norm_scale, perturbed
 
 
 class SAM(Rule):
@@ -32,14 +31,14 @@ class SAM(Rule):
         """ρ for this step (constant here; GSAM may schedule it)."""
         return self.rho
 
-    def epsilon(self, batch: Batch, g: Grads) -> Grads:
-        """The ascent step ε̂ inside the ρ-ball."""
-        return scaled_to(self.current_rho(), g)
+    def perturbation(self, batch: Batch, g: Grads) -> tuple[Grads, float]:
+        """The ascent step ε̂ = c·d inside the ρ-ball, as (d, c): d = g, c = ρ/‖g‖."""
+        return g, norm_scale(self.current_rho(), g)
 
     def ascent(self, batch: Batch) -> tuple[torch.Tensor, Grads, Grads]:
         """(L(θ), g = ∇L(θ), gᵖ = ∇L(θ + ε̂)), θ left as it was."""
         loss, g = batch.grad()
-        with perturbed(batch.params, self.epsilon(batch, g)):
+        with perturbed(batch.params, *self.perturbation(batch, g)):
             _, g_p = batch.grad()
         return loss, g, g_p
 
@@ -64,16 +63,18 @@ class ASAM(SAM):
             raise ValueError(f"eta must be >= 0, got {eta}")
         self.eta = float(eta)
 
-    def epsilon(self, batch: Batch, g: Grads) -> Grads:
+    def perturbation(self, batch: Batch, g: Grads) -> tuple[Grads, float]:
+        """ε̂ = c·d with d = T²g, c = ρ/‖T g‖."""
         # T only on the weights (T = 1 elsewhere: nothing to multiply), as foreach ops on them
         tg, t2g = list(g), list(g)
         if w := [i for i, name in enumerate(batch.names) if "weight" in name]:
             t = torch._foreach_abs([batch.params[i].detach() for i in w])
             torch._foreach_add_(t, self.eta)
             tg_w = torch._foreach_mul(t, [g[i] for i in w])
-            for i, tgi, t2gi in zip(w, tg_w, torch._foreach_mul(t, tg_w)):
+            torch._foreach_mul_(t, tg_w)  # T·(T g) in place: T itself is not needed again
+            for i, tgi, t2gi in zip(w, tg_w, t):
                 tg[i], t2g[i] = tgi, t2gi
-        return mul(t2g, self.current_rho() / (float(global_norm(tg)) + NORM_EPS))
+        return t2g, norm_scale(self.current_rho(), tg)
 
 
 class GSAM(SAM):
@@ -121,6 +122,6 @@ class GSAM(SAM):
         return self.rho_min + (self.rho - self.rho_min) * (lr - self.lr_min) / (lr_max - self.lr_min)
 
     def combine(self, g: Grads, g_p: Grads) -> Grads:
+        # gᵖ − α g⊥ = gᵖ − α(g − coef·gᵖ) = (1 + α·coef)·gᵖ − α·g, without g⊥ as a tensor
         coef = float(dot(g, g_p)) / (float(dot(g_p, g_p)) + NORM_EPS)
-        g_perp = add(g, g_p, alpha=-coef)
-        return add(g_p, g_perp, alpha=-self.alpha)
+        return add(mul(g_p, 1.0 + self.alpha * coef), g, alpha=-self.alpha)
