@@ -68,9 +68,10 @@ WRAPPERS = {
     "optim.SAM": ("SAM", {"rho": 0.05}, 2.05),
     "optim.ASAM": ("ASAM", {"rho": 0.5, "eta": 0.01}, 2.05),
     "optim.GSAM": ("GSAM", {"rho": 0.05, "alpha": 0.1}, 2.05),
-    "optim.AntiReg": ("AntiReg", {"lam": -1e-3, "max_norm": 1.0, "radius_factor": 1.0}, 1.05),
-    # SPEC's default centre θ_c = 0 and no trust region: nothing of θ₀ is kept
-    "optim.AntiReg0": ("AntiReg", {"lam": -1e-3, "max_norm": 1.0, "center": "zero"}, 1.05),
+    # θ_c = θ₀ and a trust region around θ₀: both stages read the one copy of θ₀
+    "optim.AntiReg": ("AntiReg", {"lam": -1e-3, "max_norm": 1.0, "radius_factor": 1.0, "center": "init"}, 1.05),
+    # θ_c = 0 (SPEC's default) and no trust region: nothing of θ₀ is kept
+    "optim.AntiReg0": ("AntiReg", {"lam": -1e-3, "max_norm": 1.0, "radius_factor": None, "center": "zero"}, 1.05),
 }
 # the same algorithms written out around the plain loop: what their arithmetic costs without a wrapper
 HAND = {"hand.SAM": "optim.SAM", "hand.AntiReg": "optim.AntiReg"}

@@ -293,7 +293,7 @@ def test_antireg_equals_trainstep_and_hand_computed():
     from antireg.safeguards import GradClip, TrustRegion
 
     a, b, ref = mlp(), mlp(), mlp()
-    kw = dict(lam=-0.05, max_norm=0.3, radius=0.05)
+    kw = dict(lam=-0.05, max_norm=0.3, radius=0.05, center="init")
     with pytest.warns(UserWarning, match="trust region is the safeguard"):
         aopt.AntiReg._warned = False
         opt = aopt.AntiReg(a.parameters(), torch.optim.SGD, lr=0.5, **kw)
@@ -327,7 +327,7 @@ def test_antireg_zero_center_steps_along_g_plus_lambda_theta():
     """center="zero" (SPEC §1's default θ_c = 0): two SGD steps by hand, θ ← θ − lr·(∇L + λθ),
     each clipped; θ₀ kept only by the trust region, and not at all without one."""
     model, ref = mlp(), mlp()
-    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, max_norm=0.3, center="zero", lr=0.5)
+    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, max_norm=0.3, radius_factor=None, lr=0.5)
     assert opt.penalty.center is None and opt.trust_region is None  # nothing of θ₀ is kept
     p = [q.detach().clone().requires_grad_() for q in ref.parameters()]
     for _ in range(2):
@@ -339,8 +339,14 @@ def test_antireg_zero_center_steps_along_g_plus_lambda_theta():
         p = [(pi.detach() - 0.5 * c * gi).requires_grad_() for pi, gi in zip(p, g)]
     for pa, want in zip(model.parameters(), p):
         torch.testing.assert_close(pa, want.detach(), rtol=1e-12, atol=1e-12)
-    with_region = aopt.AntiReg(mlp().parameters(), torch.optim.SGD, lam=-0.05, radius=0.1, center="zero", lr=0.5)
-    assert with_region.penalty.center is None and with_region.trust_region.ref is not None
+    # the defaults are SPEC §1's and the sweep config's: θ_c = 0, G = 10, R = 2‖θ₀‖
+    from antireg.experiments.config import SafeguardsCfg
+
+    cfg, fresh = SafeguardsCfg(), mlp()
+    default = aopt.AntiReg(fresh.parameters(), torch.optim.SGD, lam=-0.05, lr=0.5)
+    assert default.penalty.center is None and default.clip.max_norm == cfg.grad_clip == 10.0
+    theta0 = float(torch.sqrt(sum((p**2).sum() for p in mlp().parameters())))
+    assert default.trust_region.radius == pytest.approx(cfg.trust_factor * theta0, rel=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore:AntiReg. no spectrum")
@@ -350,7 +356,7 @@ def test_antireg_keeps_one_copy_of_theta0(flat):
     from antireg.models import make_model
 
     model = make_model("mlp", 3, 2, width=8, depth=1) if flat else mlp()  # one flat buffer, or tensors apart
-    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, radius=0.05, lr=0.5)
+    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, radius=0.05, center="init", lr=0.5)
     assert [t.data_ptr() for t in opt.penalty.center] == [t.data_ptr() for t in opt.trust_region.ref]
     if flat:
         from antireg.safeguards import flat_view

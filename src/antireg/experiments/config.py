@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from antireg import defaults
 from antireg.errors import ConfigError  # noqa: F401 - re-exported: its old home
 from antireg.optimizers import BIG, OptimizerCfg, Optimizers  # noqa: F401 - OptimizerCfg re-exported: its old home
 from antireg.spectral import ETA
@@ -134,9 +135,9 @@ class TrainingCfg(_Strict):
 class SafeguardsCfg(_Strict):
     """``null`` switches a safeguard off for every run; the ablations switch one off per run."""
 
-    grad_clip: Annotated[float, Field(gt=0.0)] | None = 10.0
+    grad_clip: Annotated[float, Field(gt=0.0)] | None = defaults.GRAD_CLIP
     trust_radius: Annotated[float, Field(gt=0.0)] | None = None
-    trust_factor: Annotated[float, Field(gt=0.0, le=BIG)] | None = 2.0
+    trust_factor: Annotated[float, Field(gt=0.0, le=BIG)] | None = defaults.TRUST_FACTOR
     spectral_eta: Annotated[float, Field(gt=0.0, lt=1.0)] | None = ETA
 
     @field_validator("grad_clip", mode="before")
@@ -161,7 +162,7 @@ class ARCfg(_Strict):
     lambda0_unit: Literal["absolute", "bound"] = "absolute"
     decay: list[Annotated[float, Field(ge=0.0, le=100.0)]] = [1.0]  # exponents of (n₀/n); was ``alpha``
     n0: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
-    center: Literal["zero", "init"] = "zero"
+    center: Literal["zero", "init"] = defaults.CENTER
     delta: Annotated[float, Field(gt=-1.0, le=BIG)] = 0.1
     kappa: Annotated[float, Field(gt=0.0, le=BIG)] | None = None
     ntk: bool = False  # MLPs: take the spectrum (clamp, df/n, dof_target) from the NTK at θ₀

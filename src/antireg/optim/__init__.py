@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Literal
 
 import torch
 
+from antireg import defaults
 from antireg.penalty import ProximityPenalty
 from antireg.rules.erm import ERM
 from antireg.safeguards import GradClip, TrustRegion, spectral_clamp
@@ -302,7 +303,7 @@ class _TwoSteps(RuleOptimizer):
         direction, scale = self.rule.perturbation(view, first)
         saved = [p.detach().clone() for p in params]
         torch._foreach_add_(params, direction, alpha=scale)  # θ + c·d, rounded as step(closure) rounds it
-        self._pending = (saved, first)
+        self._pending = (saved, first if self.rule.combine_reads_g else None)
         if zero_grad:
             self.zero_grad()
 
@@ -394,9 +395,11 @@ class AntiReg(RuleOptimizer):
         g ← rule gradient + λ(θ − θ_c);  clip ‖g‖ to ``max_norm``;  base step;
         project θ onto ‖θ − θ₀‖ ≤ R (``radius``, or ``radius_factor``·‖θ₀‖).
 
-    ``center``: θ_c = θ₀, the parameters at construction (``"init"``, the default here:
-    with it the NTK spectrum of :mod:`antireg.ntk` bounds λ exactly), or θ_c = 0
-    (``"zero"``, SPEC §1's default and the sweeps'; then only a trust region keeps θ₀).
+    The defaults are SPEC §1's and the sweeps' (:mod:`antireg.defaults`): θ_c = 0
+    (``center="zero"``; ``"init"`` takes θ_c = θ₀, the parameters at construction, with
+    which the NTK spectrum of :mod:`antireg.ntk` bounds λ exactly), G = 10 and R = 2‖θ₀‖;
+    ``max_norm=None`` switches clipping off, ``radius_factor=None`` (and no ``radius``) the
+    trust region.
 
     ``lam``: the signed coefficient (λ < 0 is AR, per-sample scale of v4). With the
     kernel/Gram eigenvalues ``eigs`` of the n training points (``n``) — linear
@@ -417,15 +420,15 @@ class AntiReg(RuleOptimizer):
         params: Iterable,
         base_optimizer: type,
         lam: float | None = None,
-        max_norm: float | None = None,
+        max_norm: float | None = defaults.GRAD_CLIP,
         radius: float | None = None,
-        radius_factor: float | None = None,
+        radius_factor: float | None = defaults.TRUST_FACTOR,
         eigs: Any = None,
         n: int | None = None,
         eta: float = ETA,
         rule: Rule | None = None,
         schedule: Schedule | None = None,
-        center: Literal["init", "zero"] = "init",
+        center: Literal["init", "zero"] = defaults.CENTER,  # type: ignore[assignment]
         **kw: Any,
     ) -> None:
         if (lam is None) == (schedule is None):

@@ -72,6 +72,7 @@ def perturbed(params: Sequence[torch.Tensor], delta: Sequence[torch.Tensor], alp
     own = [p.data for p in params]
     with torch.no_grad():
         shifted = torch._foreach_add(own, list(delta), alpha=alpha)
+    del delta  # the caller may drop δ inside the block (SAM's δ is g) and its memory serve the next pass
     for p, s in zip(params, shifted):
         p.data = s
     try:
@@ -239,6 +240,11 @@ class Rule:
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
         """(plain mean loss at θ, the rule's gradient g at θ)."""
         raise NotImplementedError
+
+    #: whether a two-pass rule's ``combine(first, second)`` reads the first pass; when not, the
+    #: first gradient is dropped before the second pass, whose gradients then take its memory
+    #: (as davda54/sam's zero_grad between the passes does)
+    combine_reads_g = True
 
     def epsilon(self, batch: Batch, first: Grads) -> Grads:
         """The step ε̂ = c·d to the second evaluation point, as a tensor per parameter, for

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from antireg.rules.base import Batch, Grads, Rule, add, mul, perturbed
+from antireg.rules.base import Batch, Grads, Rule, add, perturbed
 
 Mode = Literal["db", "fd_forward", "fd_backward"]
 
@@ -49,9 +49,12 @@ class GradientNorm(Rule):
         return g, self._sign() * self.eps
 
     def combine(self, g: Grads, g_shift: Grads) -> Grads:
-        """(1 − c) g + c ∇L(θ + ε̂) with c = sγ/ε, from g = ∇L(θ) and g_shift = ∇L(θ + ε̂)."""
+        """(1 − c) g + c ∇L(θ + ε̂) with c = sγ/ε, from g = ∇L(θ) and g_shift = ∇L(θ + ε̂),
+        written into g (see :meth:`antireg.rules.SAM.combine`)."""
         c = self._sign() * self.gamma / self.eps
-        return add(mul(g, 1.0 - c), g_shift, alpha=c)
+        torch._foreach_mul_(g, 1.0 - c)
+        torch._foreach_add_(g, g_shift, alpha=c)
+        return g
 
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
         if self.mode == "db":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, add, dot, mul, norm_scale, perturbed
+from antireg.rules.base import NORM_EPS, Batch, Grads, Rule, dot, norm_scale, perturbed
 
 
 class SAM(Rule):
@@ -35,15 +35,22 @@ class SAM(Rule):
         """The ascent step ε̂ = c·d inside the ρ-ball, as (d, c): d = g, c = ρ/‖g‖."""
         return g, norm_scale(self.current_rho(), g)
 
-    def ascent(self, batch: Batch) -> tuple[torch.Tensor, Grads, Grads]:
-        """(L(θ), g = ∇L(θ), gᵖ = ∇L(θ + ε̂)), θ left as it was."""
+    combine_reads_g = False  # SAM and ASAM step along gᵖ alone
+
+    def ascent(self, batch: Batch) -> tuple[torch.Tensor, Grads | None, Grads]:
+        """(L(θ), g = ∇L(θ) or None when :meth:`combine` does not read it, gᵖ = ∇L(θ + ε̂)),
+        θ left as it was."""
         loss, g = batch.grad()
         with perturbed(batch.params, *self.perturbation(batch, g)):
+            if not self.combine_reads_g:
+                g = None
             _, g_p = batch.grad()
         return loss, g, g_p
 
-    def combine(self, g: Grads, g_p: Grads) -> Grads:
-        """The update direction from g = ∇L(θ) and gᵖ = ∇L(θ + ε̂): gᵖ for SAM and ASAM."""
+    def combine(self, g: Grads | None, g_p: Grads) -> Grads:
+        """The update direction from g = ∇L(θ) and gᵖ = ∇L(θ + ε̂): gᵖ for SAM and ASAM.
+        A rule's ``combine`` may write into its arguments (each caller hands over gradients it
+        no longer needs), so that no step allocates its direction anew."""
         return g_p
 
     def gradient(self, batch: Batch) -> tuple[torch.Tensor, Grads]:
@@ -106,6 +113,8 @@ class GSAM(SAM):
         self.lr_min = float(lr_min)
         self._optimizer: torch.optim.Optimizer | None = None
 
+    combine_reads_g = True  # g⊥ is g's
+
     def bind(self, optimizer: torch.optim.Optimizer) -> None:
         """Read the learning rate from ``optimizer`` (TrainStep calls this)."""
         self._optimizer = optimizer
@@ -124,4 +133,6 @@ class GSAM(SAM):
     def combine(self, g: Grads, g_p: Grads) -> Grads:
         # gᵖ − α g⊥ = gᵖ − α(g − coef·gᵖ) = (1 + α·coef)·gᵖ − α·g, without g⊥ as a tensor
         coef = float(dot(g, g_p)) / (float(dot(g_p, g_p)) + NORM_EPS)
-        return add(mul(g_p, 1.0 + self.alpha * coef), g, alpha=-self.alpha)
+        torch._foreach_mul_(g_p, 1.0 + self.alpha * coef)
+        torch._foreach_add_(g_p, g, alpha=-self.alpha)
+        return g_p
