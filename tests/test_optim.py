@@ -85,6 +85,30 @@ def test_sam_hand_computed_update():
         torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name, kw, kept", [("SAM", {"rho": 0.05}, False), ("ASAM", {"rho": 0.5}, False),
+                                             ("GSAM", {"rho": 0.05, "alpha": 0.3}, True)])
+def test_first_gradient_is_dropped_before_the_second_pass_unless_combine_reads_it(name, kw, kept):
+    """SAM and ASAM step along gᵖ alone, so g is freed before the second pass (whose gradients
+    can take its memory); GSAM's g⊥ needs g, so it lives on. Checked by weak references."""
+    import weakref
+
+    model = mlp()
+    opt = getattr(aopt, name)(model.parameters(), torch.optim.SGD, modules=model, lr=0.1, **kw)
+    seen, alive = [], []
+    inner = torch_closure(model, opt)
+
+    def closure():
+        if seen:  # the second pass: are the first pass's gradients still referenced?
+            alive.append(any(r() is not None for r in seen))
+        loss = inner()
+        if not seen:
+            seen.extend(weakref.ref(p.grad) for p in model.parameters())
+        return loss
+
+    opt.step(closure)
+    assert alive == [kept]
+
+
 def test_gradnorm_fd_close_to_double_backprop():
     model, ref = mlp(), mlp()
     opt = aopt.GradNorm(model.parameters(), torch.optim.SGD, gamma=0.3, eps=1e-6, lr=1.0)

@@ -286,3 +286,29 @@ def test_trust_region_distance_in_chunks_and_projection_in_place(monkeypatch, ch
     assert fired.tolist() == [False, True, False, True]
     assert torch.equal(flat.detach(), want)
     np.testing.assert_allclose(safeguards.row_distances(flat.detach(), ref)[[1, 3]].numpy(), 2.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 16])
+def test_trust_region_keeps_one_scratch_buffer_and_the_same_bits(monkeypatch, chunk):
+    """A single model's check works in one buffer kept across steps (no allocation per step);
+    the distance through it is the buffer-free distance bit for bit, in chunks or in one."""
+    from antireg import safeguards
+
+    monkeypatch.setattr(safeguards, "DISTANCE_CHUNK", chunk)
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(1, 30, generator=g)
+    rows = ref + 0.1 * torch.randn(1, 30, generator=g)
+    buffer = safeguards.distance_buffer(rows)
+    assert buffer.shape == (1, min(30, chunk))
+    assert torch.equal(safeguards.row_distances(rows, ref, buffer), safeguards.row_distances(rows, ref))
+    flat = torch.nn.Parameter(rows[0].clone())
+    region = TrustRegion([flat], radius=0.05, ref=[ref[0]])
+    pointers = set()
+    for _ in range(3):
+        with torch.no_grad():
+            flat.add_(0.1)
+        assert region()  # fires: projected back to R
+        pointers.add(region._buffer.data_ptr())
+        np.testing.assert_allclose(float(torch.linalg.vector_norm(flat.detach() - ref[0])), 0.05, rtol=1e-5)
+    assert len(pointers) == 1
+
