@@ -351,7 +351,9 @@ def test_antireg_zero_center_steps_along_g_plus_lambda_theta():
     """center="zero" (SPEC §1's default θ_c = 0): two SGD steps by hand, θ ← θ − lr·(∇L + λθ),
     each clipped; θ₀ kept only by the trust region, and not at all without one."""
     model, ref = mlp(), mlp()
-    opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, max_norm=0.3, radius_factor=None, lr=0.5)
+    aopt.AntiReg._warned = False
+    with pytest.warns(UserWarning, match="no trust region .* nothing bounds the negative penalty"):
+        opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-0.05, max_norm=0.3, radius_factor=None, lr=0.5)
     assert opt.penalty.center is None and opt.trust_region is None  # nothing of θ₀ is kept
     p = [q.detach().clone().requires_grad_() for q in ref.parameters()]
     for _ in range(2):

@@ -405,7 +405,7 @@ class AntiReg(RuleOptimizer):
     kernel/Gram eigenvalues ``eigs`` of the n training points (``n``) — linear
     models, or the NTK from :mod:`antireg.ntk` for MLPs — λ is clamped to the safe
     region λ > −(1−η)μ_min/n (:func:`antireg.safeguards.spectral_clamp`); without a
-    spectrum a warning says once that the trust region is the safeguard.
+    spectrum a warning says once that the trust region is the safeguard (or that there is none).
     ``r_clip``, ``r_proj``: the fractions of steps clipped / projected so far.
     The penalty and the trust region share one copy of θ₀, the only memory AR adds
     (none with ``center="zero"`` and no trust region). Instead of ``lam``, a
@@ -445,7 +445,12 @@ class AntiReg(RuleOptimizer):
                 raise ValueError("the spectral clamp needs n, the number of training points")
             lam, self.lam_clamped = spectral_clamp(lam, eigs, n, eta)
         elif lam < 0 and not AntiReg._warned:
-            warnings.warn("AntiReg: no spectrum given (eigs, n), so the trust region is the safeguard", stacklevel=2)
+            if radius is None and radius_factor is None:
+                warnings.warn("AntiReg: no spectrum given (eigs, n) and no trust region (radius, radius_factor): "
+                              "nothing bounds the negative penalty but clipping", stacklevel=2)
+            else:
+                warnings.warn("AntiReg: no spectrum given (eigs, n), so the trust region is the safeguard",
+                              stacklevel=2)
             AntiReg._warned = True
         params_ = self._params()
         self.penalty = ProximityPenalty(params_, lam, center=center)
