@@ -9,6 +9,13 @@ The rule leaves in every ``p.grad`` the gradient of its objective at the current
 The caller zeroes gradients before calling. Extra forward passes never move
 BatchNorm running statistics. ERM is the trivial rule.
 
+A two-pass rule (SAM, ASAM, GSAM, GR's finite differences, GAM) is also its two halves:
+``perturbation(batch, first) -> (d, c)``, the step ε̂ = c·d to its second point, and
+``combine(first, second)``, the direction from the two passes (it may write into them);
+``combine_reads_g`` says whether ``combine`` reads the first pass, which is otherwise
+dropped before the second. ``gradient`` runs the two in turn; the optimizers' ``first_step``
+/ ``second_step`` and the stacked trainer call them apart.
+
 A rule that needs the optimizer (GSAM's ρ schedule reads the learning rate) has a
 ``bind(optimizer)`` method, which TrainStep calls. Build rules by name with
 :func:`make_rule`.
