@@ -489,3 +489,26 @@ def test_docs_snippets_run():
     assert len(blocks) == 5
     for code in blocks:
         exec(compile(code, "docs/optim.md", "exec"), {})
+
+
+def test_antireg_default_trust_region_on_a_zero_initialisation_says_what_to_do():
+    """The default R = 2‖θ₀‖ is 0 for a zero-initialised model: a clear error naming the fix,
+    and an explicit radius (or no trust region) works."""
+    model = nn.Linear(3, 1).double()
+    nn.init.zeros_(model.weight), nn.init.zeros_(model.bias)
+    with pytest.raises(ValueError, match="θ₀ = 0 .* give a radius"):
+        aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-1e-3, lr=0.1)
+    for kw in ({"radius": 1.0}, {"radius_factor": None}):
+        opt = aopt.AntiReg(model.parameters(), torch.optim.SGD, lam=-1e-3, lr=0.1, **kw)
+        opt.step(torch_closure_linear(model, opt))
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def torch_closure_linear(model, opt):
+    def closure():
+        opt.zero_grad()
+        loss = F.mse_loss(model(X), Y[:, :1])
+        loss.backward()
+        return loss
+    return closure
+

@@ -226,6 +226,9 @@ class TrustRegion(_Counted):
             if factor is None or blocks is not None:
                 raise ValueError("trust region needs a radius or (for a single model) a factor of ‖θ₀‖")
             radius = factor * float(global_norm(self.ref))
+            if radius == 0.0:
+                raise ValueError(f"trust region: R = {factor}·‖θ₀‖ is 0, as θ₀ = 0 (a zero initialisation); "
+                                 "give a radius instead, or switch the trust region off")
         self.radius = per_model(radius, self._data[0], blocks)
         if not bool((torch.as_tensor(self.radius) > 0).all()):
             raise ValueError(f"trust-region radius must be > 0, got {radius}")
