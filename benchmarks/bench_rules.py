@@ -87,6 +87,14 @@ def mlp(size: str) -> torch.nn.Module:
     return make_model("mlp", widths[0], widths[-1], width=widths[1], depth=len(widths) - 2)
 
 
+def ar_stages(model: torch.nn.Module) -> dict[str, object]:
+    """AR's penalty (θ_c = θ₀), clip and trust region, sharing one θ₀ as the sweep builds them."""
+    p = list(model.parameters())
+    penalty = ProximityPenalty(p, lam=-1e-3, center="init")
+    return {"penalty": penalty, "clip": GradClip(p, max_norm=1.0),
+            "trust_region": TrustRegion(p, factor=1.0, ref=penalty.center)}
+
+
 def build(size: str, method: str) -> Callable[[], object]:
     """A zero-argument function that runs one training step of ``method``."""
     cfg = SIZES[size]
@@ -133,9 +141,8 @@ def build(size: str, method: str) -> Callable[[], object]:
         return hand_sam
 
     if method == "hand.AntiReg":  # AR's three stages around the plain loop, without the wrapper
-        p = list(model.parameters())
-        penalty = ProximityPenalty(p, lam=-1e-3, center="init")
-        clip, region = GradClip(p, max_norm=1.0), TrustRegion(p, factor=1.0, ref=penalty.center)
+        stages = ar_stages(model)
+        penalty, clip, region = stages["penalty"], stages["clip"], stages["trust_region"]
 
         def hand_ar() -> None:
             opt.zero_grad(set_to_none=True)
@@ -165,15 +172,7 @@ def build(size: str, method: str) -> Callable[[], object]:
         return lambda: wrapped.step(closure)
 
     rule_name, params = METHODS[method]
-    safeguards = {}
-    if method == "ar":
-        p = list(model.parameters())
-        penalty = ProximityPenalty(p, lam=-1e-3, center="init")
-        safeguards = {
-            "penalty": penalty,
-            "clip": GradClip(p, max_norm=1.0),
-            "trust_region": TrustRegion(p, factor=1.0, ref=penalty.center),  # one θ₀, as the sweep builds it
-        }
+    safeguards = ar_stages(model) if method == "ar" else {}
     step = TrainStep(model, opt, make_rule(rule_name, **params), **safeguards)
     closure = lambda: loss_fn(model(xb), yb)  # noqa: E731
     return lambda: step(closure)

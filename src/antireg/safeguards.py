@@ -176,11 +176,9 @@ def row_distances(rows: torch.Tensor, ref: torch.Tensor, buffer: torch.Tensor | 
     ``buffer``: a :func:`distance_buffer` kept by the caller, so that no step allocates one
     (fresh pages cost more than the arithmetic for a model of a few MB)."""
     if buffer is None:
-        if rows.shape[1] <= DISTANCE_CHUNK:  # one chunk: the same bits, without the chunking's dispatches
-            return torch.linalg.vector_norm(rows - ref, dim=1, keepdim=True)
         buffer = distance_buffer(rows)
-    if rows.shape[1] <= buffer.shape[1]:
-        return torch.linalg.vector_norm(torch.sub(rows, ref, out=buffer[:, : rows.shape[1]]), dim=1, keepdim=True)
+    if rows.shape[1] <= DISTANCE_CHUNK:  # one chunk: the same bits, without the chunking's dispatches
+        return torch.linalg.vector_norm(torch.sub(rows, ref, out=buffer), dim=1, keepdim=True)
     norms = [torch.linalg.vector_norm(torch.sub(r, c, out=buffer[:, : r.shape[1]]), dim=1)
              for r, c in zip(rows.split(DISTANCE_CHUNK, dim=1), ref.split(DISTANCE_CHUNK, dim=1))]  # fmt: skip
     return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1, keepdim=True)
@@ -216,7 +214,11 @@ class TrustRegion(_Counted):
         self._flat = flat_view(self._data)
         self._ref = [t.detach() for t in ref] if ref is not None else snapshot(self._data)
         self._flat_ref = None
+        # one model's scratch buffer (one chunk at most) is kept, as every step runs the check;
+        # stacked models' could be large, so theirs is made per call
         self._buffer: torch.Tensor | None = None
+        if self._flat is not None and blocks is None:
+            self._buffer = distance_buffer(self._flat[None])
         if self._flat is not None:
             self._flat_ref = flat_view(self._ref)
             if self._flat_ref is None:  # a given reference in pieces: one flat copy serves the fast path
@@ -250,12 +252,7 @@ class TrustRegion(_Counted):
         # one row per model: a single model's flat buffer is a stack of one
         stacked = self.blocks is not None
         rows, ref = (self._data[0], self._ref[0]) if stacked else (self._flat[None], self._flat_ref[None])
-        if stacked:
-            dist = row_distances(rows, ref)
-        else:  # one model: its scratch buffer is small (one chunk) and kept, as the step runs it every time
-            if self._buffer is None:
-                self._buffer = distance_buffer(rows)
-            dist = row_distances(rows, ref, self._buffer)
+        dist = row_distances(rows, ref, self._buffer)
         fired = dist.double() > self.radius
         # only the rows that fired are rewritten, in place: a model inside its region keeps θ
         # bit for bit, and a step where none fired costs one pass (one host sync on a GPU)

@@ -246,11 +246,14 @@ class Rule:
     #: (as davda54/sam's zero_grad between the passes does)
     combine_reads_g = True
 
+    def perturbation(self, batch: Batch, first: Grads) -> tuple[Grads, float]:
+        """A two-pass rule's step to its second evaluation point, ε̂ = c·d, as (d, c)."""
+        raise NotImplementedError(f"{type(self).__name__} takes no second point")
+
     def epsilon(self, batch: Batch, first: Grads) -> Grads:
-        """The step ε̂ = c·d to the second evaluation point, as a tensor per parameter, for
-        the rules that take one (``perturbation(batch, first) -> (d, c)``): what a hand-written
-        loop or the stacked trainer adds to θ; the rule's own ``gradient`` adds c·d in one pass."""
-        return mul(*self.perturbation(batch, first))  # type: ignore[attr-defined]
+        """ε̂ = c·d of :meth:`perturbation` as a tensor per parameter: what a hand-written loop
+        or the stacked trainer adds to θ; the rule's own ``gradient`` adds c·d in one pass."""
+        return mul(*self.perturbation(batch, first))
 
     def __call__(self, model: nn.Module, closure: Batch | Closure | Sequence[Closure]) -> torch.Tensor:
         batch = as_batch(model, closure)
